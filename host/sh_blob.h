@@ -1,0 +1,36 @@
+/* sh_blob.h: reference-counted byte buffers that carry records between threads. */
+#ifndef SH_BLOB_H
+#define SH_BLOB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* How the bytes of a blob hold its records. */
+enum {
+    SH_BLOB_ENCODED = 1, /* one LuaJIT string.buffer-encoded array of records */
+    SH_BLOB_LINES = 2,   /* UTF-8 text, every record terminated by '\n' */
+    SH_BLOB_FIXED = 3    /* records of `reclen` bytes each, back to back */
+};
+
+/* A blob is immutable once sealed; any thread may read it while it holds a reference.
+ * The layout is shared with lua/streamhost/ffi.lua: keep the two in step. */
+typedef struct sh_blob_s {
+    int32_t refs;     /* atomic */
+    int32_t kind;     /* SH_BLOB_* */
+    uint32_t reclen;  /* SH_BLOB_FIXED only */
+    uint32_t count;   /* number of records, when known (0 for ENCODED) */
+    size_t len;       /* bytes used */
+    size_t cap;       /* bytes allocated after the header */
+    char data[];
+} sh_blob_t;
+
+/* A new blob with one reference held by the caller and room for `cap` bytes; NULL when out of memory. */
+sh_blob_t *sh_blob_new(int kind, size_t cap);
+/* Appends bytes while the blob is still private to its creator; 0 or SH_ENOMEM (may move the blob:
+ * *bp is updated). */
+int sh_blob_append(sh_blob_t **bp, const void *bytes, size_t len);
+void sh_blob_ref(sh_blob_t *b);
+/* Drops one reference; the last one frees the blob. NULL is ignored. Any thread. */
+void sh_blob_unref(sh_blob_t *b);
+
+#endif

@@ -1,0 +1,58 @@
+/* sh_lua.c: LuaJIT state lifecycle and protected calls with tracebacks. */
+#include "sh_lua.h"
+#include "sh_common.h"
+
+#include <lauxlib.h>
+#include <lualib.h>
+#include <stdio.h>
+#include <string.h>
+
+lua_State *sh__lua_new(const char *lua_dir)
+{
+    lua_State *L = luaL_newstate();
+
+    if (L == NULL)
+        return NULL;
+    luaL_openlibs(L);
+    /* Our modules come first, then whatever the system path already holds (lpeg, busted). */
+    lua_getglobal(L, "package");                         /* package */
+    lua_getfield(L, -1, "path");                         /* package path */
+    lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;%s", lua_dir, lua_dir,
+                    lua_tostring(L, -1));                /* package path newpath */
+    lua_setfield(L, -3, "path");                         /* package path */
+    lua_pop(L, 2);                                       /* - */
+    return L;
+}
+
+/* Message handler: appends the traceback to string errors, leaves other values alone. */
+static int traceback(lua_State *L)
+{
+    const char *msg = lua_tostring(L, 1);
+
+    if (msg == NULL) {
+        if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
+            return 1;
+        msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+    }
+    luaL_traceback(L, L, msg, 1);                        /* ... msg traceback */
+    return 1;
+}
+
+int sh__lua_pcall(lua_State *L, int nargs, int nresults, char **errmsg)
+{
+    int base = lua_gettop(L) - nargs;                    /* index of the function */
+    int rc;
+
+    lua_pushcfunction(L, traceback);                     /* f args... handler */
+    lua_insert(L, base);                                 /* handler f args... */
+    rc = lua_pcall(L, nargs, nresults, base);
+    lua_remove(L, base);                                 /* results or error */
+    if (rc == 0)
+        return 0;
+    if (errmsg != NULL) {
+        const char *m = lua_tostring(L, -1);
+        *errmsg = sh__strdup(m ? m : "unknown Lua error");
+    }
+    lua_pop(L, 1);                                       /* - */
+    return SH_ELUA;
+}

@@ -1,0 +1,69 @@
+-- streamhost.codec: the one record encoding (LuaJIT string.buffer) and reading records out of blobs.
+local ffi = require "ffi"
+local buffer = require "string.buffer"
+local shffi = require "streamhost.ffi"
+
+local C = shffi.C
+local ffi_string, ffi_cast = ffi.string, ffi.cast
+local BLOB_ENCODED, BLOB_LINES, BLOB_FIXED = shffi.BLOB_ENCODED, shffi.BLOB_LINES, shffi.BLOB_FIXED
+
+ffi.cdef [[ void *memchr(const void *s, int c, size_t n); ]]
+
+local M = {}
+
+local enc = buffer.new()
+local dec = buffer.new()
+
+function M.encode(v)
+    return buffer.encode(v)
+end
+
+function M.decode(s)
+    return buffer.decode(s)
+end
+
+-- A new blob (owned by the returned cdata) holding the encoded array `records`.
+function M.blob_of(records)
+    enc:reset()
+    enc:encode(records)
+    local p, len = enc:ref()
+    local b = C.sh_ffi_blob_new(BLOB_ENCODED, p, len, 0, #records)
+    enc:reset()
+    if b == nil then error("out of memory encoding a partition", 2) end
+    return shffi.own_blob(b)
+end
+
+-- Pushes every record of a blob into emit(record), in order.
+function M.each(b, emit)
+    local kind = b.kind
+    if kind == BLOB_ENCODED then
+        dec:set(b.data, b.len)
+        local arr = dec:decode()
+        dec:reset()
+        for i = 1, #arr do emit(arr[i]) end
+    elseif kind == BLOB_LINES then
+        local base = ffi_cast("const char *", b.data)
+        local len = tonumber(b.len)
+        local pos = 0
+        while pos < len do
+            local nl = ffi_cast("const char *", C.memchr(base + pos, 10, len - pos))
+            local stop = nl - base
+            emit(ffi_string(base + pos, stop - pos))
+            pos = stop + 1
+        end
+    elseif kind == BLOB_FIXED then
+        local base = ffi_cast("const char *", b.data)
+        local reclen, n = tonumber(b.reclen), tonumber(b.count)
+        for i = 0, n - 1 do emit(ffi_string(base + i * reclen, reclen)) end
+    else
+        error("blob of unknown kind " .. tostring(kind))
+    end
+end
+
+-- The number of records of a blob when it is known without decoding, else nil.
+function M.count(b)
+    if b.kind == BLOB_ENCODED then return nil end
+    return tonumber(b.count)
+end
+
+return M

@@ -1,0 +1,131 @@
+-- streamhost.context: SparkContext: the master, the worker pool and the ways to make RDDs.
+local ffi = require "ffi"
+local shffi = require "streamhost.ffi"
+local codec = require "streamhost.codec"
+
+local C = shffi.C
+
+local SparkContext = { __sh_context = "SparkContext" }
+SparkContext.__index = SparkContext
+
+local active = nil  -- one SparkContext at a time, as in Spark
+
+local function parse_master(master)
+    if master == "local" then return 1 end
+    if master == "local[*]" then return C.sh_ffi_cpu_count() end
+    local n = type(master) == "string" and master:match("^local%[(%d+)%]$")
+    if n and tonumber(n) > 0 then return tonumber(n) end
+    error("invalid master '" .. tostring(master) .. "': expected local, local[N] or local[*]", 3)
+end
+
+local function new(master, appName)
+    local host = shffi.host()
+    if host == nil then
+        error("streamhost jobs run inside the streamhost host (host/streamhost JOB.lua)", 2)
+    end
+    if active then
+        error(string.format("Cannot run multiple SparkContexts at once; existing SparkContext(app=%s, master=%s)",
+            tostring(active.appName), tostring(active.master)), 2)
+    end
+    master = master or ffi.string(C.sh_ffi_master(host))
+    local sc = setmetatable({
+        master = master,
+        appName = appName or "streamhost",
+        _host = host,
+        _stopped = false,
+        _next_rdd = 0,
+    }, SparkContext)
+    sc.defaultParallelism = parse_master(master)
+    active = sc
+    return sc
+end
+
+setmetatable(SparkContext, {
+    __call = function(_, master, appName) return new(master, appName) end,
+})
+
+-- The active SparkContext, or a new one with the host's master.
+function SparkContext.getOrCreate()
+    return active or new(nil, nil)
+end
+
+function SparkContext._active()
+    return active
+end
+
+-- The worker pool, started on first use so that defining a job costs no threads.
+function SparkContext:_pool()
+    if self._pool_ptr == nil then
+        local err = ffi.new("char *[1]")
+        local p = C.sh_ffi_pool_new(self._host, self.defaultParallelism, err)
+        if p == nil then
+            error("cannot start the worker states: " .. tostring(shffi.take_string(err[0])), 0)
+        end
+        self._pool_ptr = ffi.gc(p, C.sh_ffi_pool_free)
+    end
+    return self._pool_ptr
+end
+
+function SparkContext:_check_active()
+    if self._stopped then error("Cannot call methods on a stopped SparkContext", 3) end
+end
+
+function SparkContext:_new_rdd_id()
+    self._next_rdd = self._next_rdd + 1
+    return self._next_rdd
+end
+
+-- Stops the workers; the context cannot be used afterwards. Idempotent.
+function SparkContext:stop()
+    if self._stopped then return end
+    local ssc = package.loaded["streamhost.streaming"]
+    if ssc then ssc._spark_context_stopping(self) end
+    self._stopped = true
+    if self._pool_ptr ~= nil then
+        C.sh_ffi_pool_free(ffi.gc(self._pool_ptr, nil))
+        self._pool_ptr = nil
+    end
+    if active == self then active = nil end
+end
+
+function SparkContext:parallelize(list, numSlices)
+    self:_check_active()
+    if type(list) ~= "table" then error("parallelize expects an array, got " .. type(list), 2) end
+    local n = #list
+    numSlices = numSlices or self.defaultParallelism
+    if numSlices < 1 then error("numSlices must be at least 1", 2) end
+    local parts = {}
+    for i = 0, numSlices - 1 do
+        local from, to = math.floor(i * n / numSlices) + 1, math.floor((i + 1) * n / numSlices)
+        local slice = {}
+        for j = from, to do slice[#slice + 1] = list[j] end
+        parts[i + 1] = n > 0 and { codec.blob_of(slice) } or {}
+    end
+    return require("streamhost.rdd").from_blobs(self, parts)
+end
+
+function SparkContext:emptyRDD()
+    return require("streamhost.rdd").from_blobs(self, {})
+end
+
+-- The lines of a file, or of every file of a directory (one partition per file).
+function SparkContext:textFile(path, minPartitions) -- luacheck: ignore minPartitions
+    self:_check_active()
+    local files = require("streamhost.files")
+    local paths = files.expand(path)
+    local parts = {}
+    for i, p in ipairs(paths) do parts[i] = { files.read_lines(p) } end
+    return require("streamhost.rdd").from_blobs(self, parts)
+end
+
+function SparkContext:setCheckpointDir(dir)
+    if type(dir) ~= "string" then error("setCheckpointDir expects a directory path", 2) end
+    os.execute("mkdir -p '" .. dir:gsub("'", "'\\''") .. "'")
+    self._checkpoint_dir = dir
+end
+
+function SparkContext:union(rdds)
+    return require("streamhost.rdd").union_all(self, rdds)
+end
+
+return SparkContext

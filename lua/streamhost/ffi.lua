@@ -1,0 +1,90 @@
+-- streamhost.ffi: the C declarations of the host's sh_ffi_* functions, shared by driver and workers.
+local ffi = require "ffi"
+
+ffi.cdef [[
+typedef struct sh_host_s sh_host_t;
+typedef struct sh_pool_s sh_pool_t;
+typedef struct sh_recv_s sh_recv_t;
+typedef struct sh_blob_s {
+    int32_t refs;
+    int32_t kind;
+    uint32_t reclen;
+    uint32_t count;
+    size_t len;
+    size_t cap;
+    char data[?];
+} sh_blob_t;
+
+double sh_ffi_now(void);
+int sh_ffi_pump(sh_host_t *h, int timeout_ms);
+void sh_ffi_clear_stop(sh_host_t *h);
+const char *sh_ffi_master(sh_host_t *h);
+const char *sh_ffi_lua_dir(sh_host_t *h);
+int sh_ffi_cpu_count(void);
+void sh_ffi_free(void *p);
+
+sh_pool_t *sh_ffi_pool_new(sh_host_t *h, int n, char **errmsg);
+void sh_ffi_pool_free(sh_pool_t *p);
+double sh_ffi_pool_submit(sh_pool_t *p, int affinity, const char *payload, size_t len);
+int sh_ffi_pool_next_done(sh_pool_t *p, double *id, int *ok, char **result, size_t *len);
+
+sh_blob_t *sh_ffi_blob_new(int kind, const char *data, size_t len, uint32_t reclen, uint32_t count);
+void sh_ffi_blob_ref(sh_blob_t *b);
+void sh_ffi_blob_unref(sh_blob_t *b);
+
+uint32_t sh_ffi_fn_put(const char *bytes, size_t len);
+int sh_ffi_fn_get(uint32_t id, const char **bytes, size_t *len);
+
+uint32_t sh_ffi_hash_bytes(const char *s, size_t len, uint32_t seed);
+uint32_t sh_ffi_hash_number(double x, uint32_t seed);
+
+int sh_ffi_dir_list(const char *dir, char **names, size_t *len, char **errmsg);
+sh_blob_t *sh_ffi_file_read_lines(const char *path, char **errmsg);
+sh_blob_t *sh_ffi_file_read_fixed(const char *path, uint32_t reclen, size_t *leftover, char **errmsg);
+
+sh_recv_t *sh_ffi_socket_open(sh_host_t *h, const char *host, int port, size_t max_line,
+                              size_t block_bytes, size_t max_queued, char **errmsg);
+int sh_ffi_recv_take(sh_recv_t *r, sh_blob_t **out, int max);
+int sh_ffi_recv_event(sh_recv_t *r, int *kind, char **msg);
+double sh_ffi_recv_records(sh_recv_t *r);
+void sh_ffi_recv_close(sh_recv_t *r);
+]]
+
+local M = {
+    C = ffi.C,
+    BLOB_ENCODED = 1,
+    BLOB_LINES = 2,
+    BLOB_FIXED = 3,
+}
+
+-- Takes a C string that the host allocated, returns it as a Lua string and frees the C copy.
+function M.take_string(p, len)
+    if p == nil then return nil end
+    local s = len and ffi.string(p, len) or ffi.string(p)
+    ffi.C.sh_ffi_free(p)
+    return s
+end
+
+-- The host this state belongs to (driver only; nil in worker states).
+function M.host()
+    local p = package.loaded["streamhost.host_pointer"]
+    if type(p) ~= "userdata" then return nil end
+    return ffi.cast("sh_host_t *", p)
+end
+
+-- Blob pointers travel inside task descriptions as plain numbers: user-space addresses on
+-- x86-64 and arm64 fit in 48 bits, well inside a double's exact range.
+function M.blob_to_number(b)
+    return tonumber(ffi.cast("uintptr_t", b))
+end
+
+function M.number_to_blob(n)
+    return ffi.cast("sh_blob_t *", n)
+end
+
+-- Owns one reference to a blob: the reference is dropped when the Lua object is collected.
+function M.own_blob(b)
+    return ffi.gc(b, ffi.C.sh_ffi_blob_unref)
+end
+
+return M

@@ -1,0 +1,32 @@
+-- streamhost: the job API, pyspark.streaming carried over to Lua (see shared/API.md).
+-- Loadable in worker states too (shipped functions may capture it); the driver-only parts
+-- load on first use.
+local keys = require "streamhost.keys"
+
+local sh = {
+    _VERSION = "0.1.0",
+    portable_hash = keys.portable_hash,
+    StorageLevel = require "streamhost.storage",
+}
+
+function sh.utf8_decoder(s)
+    return s
+end
+
+local lazy = {
+    SparkContext = function() return require "streamhost.context" end,
+    StreamingContext = function() return require("streamhost.streaming").StreamingContext end,
+    StreamingListener = function() return require("streamhost.listener").StreamingListener end,
+    RDD = function() return require("streamhost.rdd").RDD end,
+    DStream = function() return require("streamhost.dstream").DStream end,
+}
+
+return setmetatable(sh, {
+    __index = function(t, k)
+        local f = lazy[k]
+        if f == nil then return nil end
+        local v = f()
+        rawset(t, k, v)
+        return v
+    end,
+})

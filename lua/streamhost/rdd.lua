@@ -1,0 +1,500 @@
+-- streamhost.rdd: the RDD API: lineage (narrow operations fused per partition, shuffles
+-- between stages) and the actions that run it on the workers.
+local ship = require "streamhost.ship"
+local keys = require "streamhost.keys"
+local scheduler = require "streamhost.scheduler"
+local shffi = require "streamhost.ffi"
+
+local type, error, ipairs, setmetatable = type, error, ipairs, setmetatable
+
+local RDD = {}
+RDD.__index = RDD
+
+local M = { RDD = RDD }
+
+local function new(sc, kind, n, fields)
+    local rdd = fields or {}
+    rdd.ctx, rdd._kind, rdd._n, rdd.id = sc, kind, n, sc:_new_rdd_id()
+    return setmetatable(rdd, RDD)
+end
+
+local function check_fn(f, what, level)
+    if type(f) ~= "function" then
+        error(what .. " expects a function, got " .. type(f), (level or 2) + 1)
+    end
+end
+
+-- Ships f, turning a refusal into an error at the caller's line.
+local function ship_fn(f, what, level)
+    check_fn(f, what, (level or 2) + 1)
+    local ok, id = pcall(ship.ship, f)
+    if not ok then error(id, (level or 2) + 1) end
+    return id
+end
+M.ship_fn = ship_fn
+
+-- parts: an array (one entry per partition) of arrays of owned blobs.
+function M.from_blobs(sc, parts)
+    return new(sc, "blobs", #parts, { _parts = parts })
+end
+
+function RDD:_parents()
+    return self._deps or {}
+end
+
+-- The number of input records when the blobs know it (input streams), else 0.
+function RDD:_known_count()
+    if self._kind ~= "blobs" then return 0 end
+    local n = 0
+    for _, part in ipairs(self._parts) do
+        for _, b in ipairs(part) do n = n + tonumber(b.count) end
+    end
+    return n
+end
+
+function RDD:getNumPartitions()
+    return self._n
+end
+
+-- The plan of partition p (0-based): the tree of operations a task runs for it.
+function RDD:_plan(p)
+    if self._cached_parts then
+        return { op = "blobs", blobs = { shffi.blob_to_number(self._cached_parts[p + 1]) } }
+    end
+    local kind = self._kind
+    if kind == "blobs" then
+        local nums = {}
+        for i, b in ipairs(self._parts[p + 1]) do nums[i] = shffi.blob_to_number(b) end
+        return { op = "blobs", blobs = nums }
+    elseif kind == "narrow" then
+        return { op = self._op, fn = self._fn, index = p, input = self._deps[1]:_plan(p) }
+    elseif kind == "union" then
+        for _, d in ipairs(self._deps) do
+            local n = d:getNumPartitions()
+            if p < n then return d:_plan(p) end
+            p = p - n
+        end
+    elseif kind == "coalesce" then
+        local inputs = {}
+        for i, q in ipairs(self._groups[p + 1]) do inputs[i] = self._deps[1]:_plan(q) end
+        return { op = "concat", inputs = inputs }
+    elseif kind == "shuffled" then
+        local inputs = {}
+        for i, per_reduce in ipairs(self._outputs) do inputs[i] = per_reduce[p + 1] end
+        return { op = "shuffled", agg = self._reduce_agg, mergeCombiners = self._mergeCombiners,
+                 inputs = inputs }
+    end
+    error("cannot plan partition " .. p .. " of a " .. tostring(kind) .. " RDD")
+end
+
+local function narrow(parent, op, fn)
+    return new(parent.ctx, "narrow", parent._n, { _deps = { parent }, _op = op, _fn = fn })
+end
+
+-- -- Narrow transformations ------------------------------------------------------------
+
+function RDD:map(f)
+    return narrow(self, "map", ship_fn(f, "map"))
+end
+
+function RDD:flatMap(f)
+    return narrow(self, "flatMap", ship_fn(f, "flatMap"))
+end
+
+function RDD:filter(f)
+    return narrow(self, "filter", ship_fn(f, "filter"))
+end
+
+function RDD:mapPartitions(f)
+    return narrow(self, "mapPartitions", ship_fn(f, "mapPartitions"))
+end
+
+function RDD:mapPartitionsWithIndex(f)
+    return narrow(self, "mapPartitionsWithIndex", ship_fn(f, "mapPartitionsWithIndex"))
+end
+
+function RDD:mapValues(f)
+    return narrow(self, "mapValues", ship_fn(f, "mapValues"))
+end
+
+function RDD:flatMapValues(f)
+    return narrow(self, "flatMapValues", ship_fn(f, "flatMapValues"))
+end
+
+function RDD:keys()
+    return narrow(self, "keys")
+end
+
+function RDD:values()
+    return narrow(self, "values")
+end
+
+function RDD:glom()
+    return narrow(self, "glom")
+end
+
+function RDD:union(other)
+    if other.ctx ~= self.ctx then error("union of RDDs of two different SparkContexts", 2) end
+    return new(self.ctx, "union", self._n + other._n, { _deps = { self, other } })
+end
+
+function M.union_all(sc, rdds)
+    if #rdds == 0 then return sc:emptyRDD() end
+    local n = 0
+    for _, r in ipairs(rdds) do n = n + r:getNumPartitions() end
+    return new(sc, "union", n, { _deps = rdds })
+end
+
+-- Fewer partitions without a shuffle (neighbouring partitions joined), or with one.
+function RDD:coalesce(numPartitions, shuffle)
+    if type(numPartitions) ~= "number" or numPartitions < 1 then
+        error("coalesce expects a positive number of partitions", 2)
+    end
+    if shuffle then return self:repartition(numPartitions) end
+    local n = self._n
+    local m = math.min(numPartitions, math.max(n, 1))
+    local groups = {}
+    for i = 0, m - 1 do
+        local g = {}
+        for q = math.floor(i * n / m), math.floor((i + 1) * n / m) - 1 do g[#g + 1] = q end
+        groups[i + 1] = g
+    end
+    return new(self.ctx, "coalesce", m, { _deps = { self }, _groups = groups })
+end
+
+-- -- Shuffles ----------------------------------------------------------------------------
+
+local function default_partitions(rdd, numPartitions)
+    if numPartitions == nil then return math.max(rdd._n, 1) end
+    if type(numPartitions) ~= "number" or numPartitions < 1 or numPartitions % 1 ~= 0 then
+        error("numPartitions must be a positive integer, got " .. tostring(numPartitions), 3)
+    end
+    return numPartitions
+end
+
+-- A shuffled RDD over deps: map_sink says how map tasks bucket (and combine) their records,
+-- reduce_agg how a reduce task aggregates its buckets.
+local function shuffled(deps, n, map_sink, reduce_agg, mergeCombiners)
+    map_sink.kind, map_sink.n = "shuffle", n
+    return new(deps[1].ctx, "shuffled", n, {
+        _deps = deps, _map_sink = map_sink, _reduce_agg = reduce_agg,
+        _mergeCombiners = mergeCombiners,
+    })
+end
+
+local function partition_fn(partitionFunc)
+    if partitionFunc == nil or partitionFunc == keys.portable_hash then return nil end
+    return ship_fn(partitionFunc, "partitionFunc", 3)
+end
+
+function RDD:combineByKey(createCombiner, mergeValue, mergeCombiners, numPartitions, partitionFunc)
+    local n = default_partitions(self, numPartitions)
+    local merge_id = ship_fn(mergeCombiners, "combineByKey (mergeCombiners)")
+    return shuffled({ self }, n, {
+        agg = "combine",
+        createCombiner = ship_fn(createCombiner, "combineByKey (createCombiner)"),
+        mergeValue = ship_fn(mergeValue, "combineByKey (mergeValue)"),
+        partitionFunc = partition_fn(partitionFunc),
+    }, "combine", merge_id)
+end
+
+local function identity(x) return x end
+
+function RDD:reduceByKey(func, numPartitions, partitionFunc)
+    check_fn(func, "reduceByKey")
+    return self:combineByKey(identity, func, func, numPartitions, partitionFunc)
+end
+
+local function deep_copy(v)
+    if type(v) ~= "table" then return v end
+    local t = {}
+    for k, x in pairs(v) do t[k] = deep_copy(x) end
+    return t
+end
+
+function RDD:foldByKey(zeroValue, func, numPartitions, partitionFunc)
+    check_fn(func, "foldByKey")
+    local function create(v) return func(deep_copy(zeroValue), v) end
+    return self:combineByKey(create, func, func, numPartitions, partitionFunc)
+end
+
+function RDD:groupByKey(numPartitions, partitionFunc)
+    local n = default_partitions(self, numPartitions)
+    return shuffled({ self }, n, { agg = "none", partitionFunc = partition_fn(partitionFunc) }, "group")
+end
+
+function RDD:partitionBy(numPartitions, partitionFunc)
+    local n = default_partitions(self, numPartitions)
+    return shuffled({ self }, n, { agg = "none", partitionFunc = partition_fn(partitionFunc) }, "none")
+end
+
+function RDD:repartition(numPartitions)
+    local n = default_partitions(self, numPartitions)
+    return shuffled({ self }, n, { agg = "roundrobin" }, "none")
+end
+
+-- {k, {vs of self}, {vs of other}...}: pyspark's cogroup, with arrays for the iterables.
+function RDD:cogroup(other, numPartitions)
+    local deps = { self }
+    if getmetatable(other) == RDD then
+        deps[2] = other
+    else
+        for _, o in ipairs(other) do deps[#deps + 1] = o end
+    end
+    local n = numPartitions and default_partitions(self, numPartitions) or 0
+    if n == 0 then for _, d in ipairs(deps) do n = math.max(n, d._n) end end
+    return shuffled(deps, math.max(n, 1), { agg = "none" }, "cogroup")
+end
+
+local function join_inner(g)
+    local out, a, b = {}, g[1], g[2]
+    for i = 1, #a do for j = 1, #b do out[#out + 1] = { a[i], b[j] } end end
+    return out
+end
+
+local function join_left(g)
+    local out, a, b = {}, g[1], g[2]
+    for i = 1, #a do
+        if #b == 0 then out[#out + 1] = { a[i], nil } end
+        for j = 1, #b do out[#out + 1] = { a[i], b[j] } end
+    end
+    return out
+end
+
+local function join_right(g)
+    local out, a, b = {}, g[1], g[2]
+    for j = 1, #b do
+        if #a == 0 then out[#out + 1] = { nil, b[j] } end
+        for i = 1, #a do out[#out + 1] = { a[i], b[j] } end
+    end
+    return out
+end
+
+local function join_full(g)
+    local out, a, b = {}, g[1], g[2]
+    if #a == 0 then
+        for j = 1, #b do out[#out + 1] = { nil, b[j] } end
+    elseif #b == 0 then
+        for i = 1, #a do out[#out + 1] = { a[i], nil } end
+    else
+        for i = 1, #a do for j = 1, #b do out[#out + 1] = { a[i], b[j] } end end
+    end
+    return out
+end
+
+function RDD:join(other, numPartitions)
+    return self:cogroup(other, numPartitions):flatMapValues(join_inner)
+end
+
+function RDD:leftOuterJoin(other, numPartitions)
+    return self:cogroup(other, numPartitions):flatMapValues(join_left)
+end
+
+function RDD:rightOuterJoin(other, numPartitions)
+    return self:cogroup(other, numPartitions):flatMapValues(join_right)
+end
+
+function RDD:fullOuterJoin(other, numPartitions)
+    return self:cogroup(other, numPartitions):flatMapValues(join_full)
+end
+
+local function pair_true(x) return { x, true } end
+local function keep_first(a) return a end
+
+function RDD:distinct(numPartitions)
+    return self:map(pair_true):reduceByKey(keep_first, numPartitions):keys()
+end
+
+-- Sorted by keyfunc(x) into numPartitions partitions of consecutive ranges. The records are
+-- gathered in the driver to choose the ranges (Spark samples them in a job of its own).
+function RDD:sortBy(keyfunc, ascending, numPartitions)
+    keyfunc = keyfunc or identity
+    check_fn(keyfunc, "sortBy")
+    if ascending == nil then ascending = true end
+    local n = numPartitions or self._n
+    local all = self:collect()
+    local decorated = {}
+    for i, x in ipairs(all) do decorated[i] = { keyfunc(x), i, x } end
+    table.sort(decorated, function(a, b)
+        if keys.less(a[1], b[1]) then return ascending end
+        if keys.less(b[1], a[1]) then return not ascending end
+        return a[2] < b[2]
+    end)
+    local sorted = {}
+    for i, d in ipairs(decorated) do sorted[i] = d[3] end
+    return self.ctx:parallelize(sorted, math.max(n, 1))
+end
+
+local function first_of(kv) return kv[1] end
+
+function RDD:sortByKey(ascending, numPartitions, keyfunc)
+    local kf = keyfunc and function(kv) return keyfunc(kv[1]) end or first_of
+    return self:sortBy(kf, ascending, numPartitions)
+end
+
+-- -- Caching -----------------------------------------------------------------------------
+
+function RDD:persist(storageLevel) -- luacheck: ignore storageLevel
+    self._cache_requested = true
+    self.storageLevel = storageLevel
+    return self
+end
+
+function RDD:cache()
+    return self:persist(require("streamhost.storage").MEMORY_ONLY)
+end
+
+function RDD:unpersist()
+    self._cache_requested, self._cached_parts = nil, nil
+    return self
+end
+
+function RDD:isCached()
+    return self._cached_parts ~= nil or self._cache_requested == true
+end
+
+-- -- Actions -------------------------------------------------------------------------------
+
+function RDD:collect()
+    local out, n = {}, 0
+    for _, part in ipairs(scheduler.run_job(self, { kind = "collect" })) do
+        for i = 1, #part do n = n + 1; out[n] = part[i] end
+    end
+    return out
+end
+
+function RDD:count()
+    local n = 0
+    for _, c in ipairs(scheduler.run_job(self, { kind = "count" })) do n = n + c end
+    return n
+end
+
+function RDD:take(num)
+    local out = {}
+    if num <= 0 then return out end
+    -- Partition by partition, as Spark's take, so a small take reads little.
+    for p = 0, self._n - 1 do
+        local want = num - #out
+        local sub = new(self.ctx, "coalesce", 1, { _deps = { self }, _groups = { { p } } })
+        local part = scheduler.run_job(sub, { kind = "take", n = want })[1]
+        for i = 1, #part do out[#out + 1] = part[i] end
+        if #out >= num then break end
+    end
+    return out
+end
+
+function RDD:first()
+    local t = self:take(1)
+    if #t == 0 then error("RDD is empty", 2) end
+    return t[1]
+end
+
+function RDD:isEmpty()
+    return self._n == 0 or #self:take(1) == 0
+end
+
+function RDD:reduce(f)
+    local id = ship_fn(f, "reduce")
+    local acc, have = nil, false
+    for _, r in ipairs(scheduler.run_job(self, { kind = "fold", fn = id })) do
+        if r.have then
+            if have then acc = f(acc, r.value) else acc, have = r.value, true end
+        end
+    end
+    if not have then error("Can not reduce() empty RDD", 2) end
+    return acc
+end
+
+function RDD:fold(zeroValue, op)
+    local id = ship_fn(op, "fold")
+    local acc = deep_copy(zeroValue)
+    for _, r in ipairs(scheduler.run_job(self, { kind = "fold", fn = id, zero = zeroValue })) do
+        acc = op(acc, r.value)
+    end
+    return acc
+end
+
+function RDD:aggregate(zeroValue, seqOp, combOp)
+    local id = ship_fn(seqOp, "aggregate")
+    check_fn(combOp, "aggregate")
+    local acc = deep_copy(zeroValue)
+    for _, r in ipairs(scheduler.run_job(self, { kind = "aggregate", fn = id, zero = zeroValue })) do
+        acc = combOp(acc, r.value)
+    end
+    return acc
+end
+
+function RDD:sum()
+    return self:fold(0, function(a, b) return a + b end)
+end
+
+function RDD:top(num, key)
+    local all = self:collect()
+    local kf = key or identity
+    table.sort(all, function(a, b) return keys.less(kf(b), kf(a)) end)
+    local out = {}
+    for i = 1, math.min(num, #all) do out[i] = all[i] end
+    return out
+end
+
+function RDD:takeOrdered(num, key)
+    local all = self:collect()
+    local kf = key or identity
+    table.sort(all, function(a, b) return keys.less(kf(a), kf(b)) end)
+    local out = {}
+    for i = 1, math.min(num, #all) do out[i] = all[i] end
+    return out
+end
+
+function RDD:foreach(f)
+    scheduler.run_job(self, { kind = "foreach", fn = ship_fn(f, "foreach") })
+end
+
+function RDD:foreachPartition(f)
+    scheduler.run_job(self, { kind = "foreachPartition", fn = ship_fn(f, "foreachPartition") })
+end
+
+-- {value = count} (pyspark returns a dict); composite values count by content.
+function RDD:countByValue()
+    local m, add = require("streamhost.worker").combiner(identity, function(a, b) return a + b end)
+    for _, part in ipairs(scheduler.run_job(self, { kind = "countByValue" })) do
+        for _, vc in ipairs(part) do add(vc) end
+    end
+    local out = {}
+    require("streamhost.worker").keymap_each(m, function(v, c) out[v] = c end)
+    return out
+end
+
+function RDD:countByKey()
+    return self:keys():countByValue()
+end
+
+function RDD:collectAsMap()
+    local out = {}
+    for _, kv in ipairs(self:collect()) do out[kv[1]] = kv[2] end
+    return out
+end
+
+-- Writes path/part-NNNNN (one record a line) and path/_SUCCESS. The directory appears whole
+-- or not at all: it is written under a temporary name and renamed.
+function RDD:saveAsTextFile(path)
+    local output = require("streamhost.output")
+    output.save_dir(path, function(tmp)
+        scheduler.run_job(self, { kind = "save", dir = tmp })
+    end)
+end
+
+function RDD:context()
+    return self.ctx
+end
+
+function RDD:setName(name)
+    self.name = name
+    return self
+end
+
+function RDD:__tostring()
+    return string.format("RDD[%d] (%s, %d partitions)", self.id, self._kind, self._n)
+end
+
+return M

@@ -1,0 +1,233 @@
+-- streamhost.ship: turns closures into bytes that another Lua state can load (bytecode plus
+-- upvalues and referenced globals by value; modules and library functions by name), and back.
+local buffer = require "string.buffer"
+local jutil = require "jit.util"
+local bit = require "bit"
+local shffi = require "streamhost.ffi"
+local ffi = require "ffi"
+
+local C = shffi.C
+local type, pairs, tostring, getmetatable, setmetatable = type, pairs, tostring, getmetatable, setmetatable
+local dgetinfo, dgetupvalue, dsetupvalue = debug.getinfo, debug.getupvalue, debug.setupvalue
+
+local M = {}
+
+local MARK = "\0sh"  -- the key that marks a packed non-plain value inside a table tree
+
+-- Globals that every state has on its own: never shipped, always the receiving state's.
+local standard_globals = {}
+for k in pairs(_G) do standard_globals[k] = true end
+
+-- -- Names of library and module values ----------------------------------------------
+
+-- value -> "module.field" for functions, "module" for module tables. Rebuilt when modules load.
+local names, names_loaded = nil, -1
+
+local function count_loaded()
+    local n = 0
+    for _ in pairs(package.loaded) do n = n + 1 end
+    return n
+end
+
+local function build_names()
+    local n = count_loaded()
+    if names and n == names_loaded then return names end
+    names, names_loaded = {}, n
+    for modname, mod in pairs(package.loaded) do
+        if type(mod) == "table" and modname ~= "_G" then
+            if names[mod] == nil then names[mod] = { mod = modname } end
+            for field, v in pairs(mod) do
+                if type(field) == "string" and type(v) == "function" and names[v] == nil then
+                    names[v] = { mod = modname, field = field }
+                end
+            end
+        end
+    end
+    for field, v in pairs(_G) do
+        if type(v) == "function" and standard_globals[field] then
+            names[v] = { mod = "_G", field = field }
+        end
+    end
+    names[_G] = { mod = "_G" }
+    return names
+end
+
+-- -- Packing -------------------------------------------------------------------------
+
+local GGET
+do  -- the opcode number of GGET, read off a function that does one global read
+    local ins = jutil.funcbc(function() return GGET_PROBE end, 1) -- luacheck: ignore
+    GGET = bit.band(ins, 0xff)
+end
+
+-- Names of the globals a function reads (GGET instructions), nested prototypes included.
+local function global_reads(f, out)
+    local info = jutil.funcinfo(f)
+    if not info or info.addr then return out end -- a C function
+    for pc = 1, info.bytecodes - 1 do
+        local ins = jutil.funcbc(f, pc)
+        if ins and bit.band(ins, 0xff) == GGET then
+            local d = bit.rshift(ins, 16)
+            local name = jutil.funck(f, -d - 1)
+            if type(name) == "string" then out[name] = true end
+        end
+    end
+    if info.children then
+        local i = 1
+        while true do
+            local c = jutil.funck(f, -i)
+            if c == nil then break end
+            if type(c) == "proto" then global_reads(c, out) end
+            i = i + 1
+        end
+    end
+    return out
+end
+
+local function where(f)
+    local info = dgetinfo(f, "S")
+    return string.format("%s:%d", info.short_src, info.linedefined)
+end
+
+local function refuse(ctx, what)
+    error(string.format("cannot ship the function at %s: %s %s", ctx.where, ctx.path, what), 0)
+end
+
+local pack_value
+
+local function pack_function(f, ctx)
+    local known = build_names()[f]
+    if known then return { [MARK] = "lib", mod = known.mod, field = known.field } end
+    local k = ctx.fn_ids[f]
+    if k then return { [MARK] = "fn", k = k } end
+    local ok, bc = pcall(string.dump, f)
+    if not ok then refuse(ctx, "is a C function that is not part of a loaded module") end
+    k = #ctx.fns + 1
+    ctx.fn_ids[f] = k
+    local entry = { bc = bc, upv = {}, globals = nil }
+    ctx.fns[k] = entry
+    local outer_where, outer_path = ctx.where, ctx.path
+    ctx.where = where(f)
+    local i = 1
+    while true do
+        local name, v = dgetupvalue(f, i)
+        if name == nil then break end
+        ctx.path = "upvalue '" .. name .. "'"
+        entry.upv[i] = pack_value(v, ctx)
+        i = i + 1
+    end
+    for gname in pairs(global_reads(f, {})) do
+        local v = rawget(_G, gname)
+        if v ~= nil and not standard_globals[gname] and gname ~= "arg" then
+            ctx.path = "global '" .. gname .. "'"
+            entry.globals = entry.globals or {}
+            entry.globals[gname] = pack_value(v, ctx)
+        end
+    end
+    ctx.where, ctx.path = outer_where, outer_path
+    return { [MARK] = "fn", k = k }
+end
+
+local function pack_table(t, ctx)
+    local mt = getmetatable(t)
+    if mt and rawget(mt, "__sh_context") then
+        refuse(ctx, "references the " .. mt.__sh_context ..
+            " (it cannot travel to workers or into a checkpoint; use it only in the driver, " ..
+            "e.g. in foreachRDD or transform)")
+    end
+    local known = build_names()[t]
+    if known and not known.field then return { [MARK] = "mod", mod = known.mod } end
+    if ctx.seen[t] then refuse(ctx, "holds a table that contains itself") end
+    ctx.seen[t] = true
+    local plain = (mt == nil)
+    local keys, vals, n = {}, {}, 0
+    for key, v in pairs(t) do
+        local pk, pv = pack_value(key, ctx), pack_value(v, ctx)
+        if pk ~= key or pv ~= v then plain = false end
+        n = n + 1
+        keys[n], vals[n] = pk, pv
+    end
+    ctx.seen[t] = nil
+    if plain then return t end
+    return { [MARK] = "tbl", k = keys, v = vals, mt = mt and pack_value(mt, ctx) or nil }
+end
+
+pack_value = function(v, ctx)
+    local t = type(v)
+    if t == "nil" or t == "boolean" or t == "number" or t == "string" then return v end
+    if t == "function" then return pack_function(v, ctx) end
+    if t == "table" then return pack_table(v, ctx) end
+    refuse(ctx, "is a " .. t .. ", which cannot travel to another Lua state")
+end
+
+-- Packs a function; returns the registry id under which workers load it. Errors (naming the
+-- function's file and line and the upvalue or global) when it captures what cannot travel.
+function M.ship(f)
+    if type(f) ~= "function" then error("expected a function, got " .. type(f), 2) end
+    local ctx = { fns = {}, fn_ids = {}, seen = {}, where = where(f), path = "" }
+    local root = pack_value(f, ctx)
+    local s = buffer.encode({ root = root, fns = ctx.fns })
+    local id = C.sh_ffi_fn_put(s, #s)
+    if id == 0 then error("out of memory shipping a function", 2) end
+    return id
+end
+
+-- Checks that a value could travel (used for values that are not functions).
+function M.pack(v, what)
+    return pack_value(v, { fns = {}, fn_ids = {}, seen = {}, where = what or "?", path = "value" })
+end
+
+-- -- Unpacking (any state) -------------------------------------------------------------
+
+local unpack_value
+
+local function resolve_lib(p)
+    local mod = p.mod == "_G" and _G or package.loaded[p.mod] or require(p.mod)
+    if p.field == nil then return mod end
+    return mod[p.field]
+end
+
+unpack_value = function(v, ctx)
+    if type(v) ~= "table" then return v end
+    local kind = rawget(v, MARK)
+    if kind == nil then return v end
+    if kind == "fn" then return ctx.loaded[v.k] end
+    if kind == "lib" or kind == "mod" then return resolve_lib(v) end
+    local t = {}
+    for i = 1, #v.k do t[unpack_value(v.k[i], ctx)] = unpack_value(v.v[i], ctx) end
+    if v.mt then setmetatable(t, unpack_value(v.mt, ctx)) end
+    return t
+end
+
+-- Loads a shipped function from its serialized form.
+function M.load_bytes(s)
+    local packed = buffer.decode(s)
+    local ctx = { loaded = {} }
+    for k, entry in ipairs(packed.fns) do
+        ctx.loaded[k] = assert(loadstring(entry.bc))
+    end
+    for k, entry in ipairs(packed.fns) do
+        local f = ctx.loaded[k]
+        for i, pv in pairs(entry.upv) do dsetupvalue(f, i, unpack_value(pv, ctx)) end
+        if entry.globals then
+            local env = {}
+            for name, pv in pairs(entry.globals) do env[name] = unpack_value(pv, ctx) end
+            setfenv(f, setmetatable(env, { __index = _G, __newindex = _G }))
+        end
+    end
+    return unpack_value(packed.root, ctx)
+end
+
+local cache = {}
+-- The function with registry id `id`, loaded once per state.
+function M.load(id)
+    local f = cache[id]
+    if f then return f end
+    local p, len = ffi.new("const char *[1]"), ffi.new("size_t[1]")
+    if C.sh_ffi_fn_get(id, p, len) ~= 0 then error("no shipped function with id " .. tostring(id)) end
+    f = M.load_bytes(ffi.string(p[0], len[0]))
+    cache[id] = f
+    return f
+end
+
+return M

@@ -1,0 +1,170 @@
+-- streamhost.sources: the input DStreams of the StreamingContext: queueStream, socketTextStream,
+-- textFileStream and binaryRecordsStream.
+local ffi = require "ffi"
+local shffi = require "streamhost.ffi"
+local dstream = require "streamhost.dstream"
+local rddmod = require "streamhost.rdd"
+local files = require "streamhost.files"
+
+local C = shffi.C
+
+local M = {}
+
+-- An input stream: `source` has generate(t_ms) -> RDD, and optionally start(), stop(),
+-- receiver (a name, for listener events).
+local function input(ssc, source)
+    local d = dstream.new(ssc, {}, function(_, t) return source:generate(t) end, ssc._batch_ms)
+    d._source = source
+    source.stream_id = #ssc._inputs
+    ssc._inputs[#ssc._inputs + 1] = d
+    return d
+end
+
+-- -- queueStream -------------------------------------------------------------------------------
+
+local function as_rdd(sc, x)
+    if getmetatable(x) == rddmod.RDD then return x end
+    if type(x) == "table" then return sc:parallelize(x) end
+    error("queueStream takes RDDs or arrays of records, got a " .. type(x), 4)
+end
+
+function M.queue(ssc, rdds, oneAtATime, default)
+    if type(rdds) ~= "table" then error("queueStream expects an array of RDDs or arrays", 3) end
+    if oneAtATime == nil then oneAtATime = true end
+    local sc = ssc.sparkContext
+    local queue = {}
+    for i, x in ipairs(rdds) do queue[i] = as_rdd(sc, x) end
+    local default_rdd = default ~= nil and as_rdd(sc, default) or nil
+    local source = { name = "queueStream" }
+    function source.generate(_, _)
+        if #queue == 0 then return default_rdd or sc:emptyRDD() end
+        if oneAtATime then return table.remove(queue, 1) end
+        local all = queue
+        queue = {}
+        return rddmod.union_all(sc, all)
+    end
+    return input(ssc, source)
+end
+
+-- -- socketTextStream ------------------------------------------------------------------------
+
+local EVENT_NAMES = { [1] = "connected", [2] = "disconnected", [3] = "connect failed",
+                      [4] = "line too long", [5] = "stopped" }
+M.EVENT_NAMES = EVENT_NAMES
+
+local MAX_LINE = 1024 * 1024       -- longer lines are reported and skipped
+local BLOCK_BYTES = 1024 * 1024    -- a block (one partition) holds about this much text
+local MAX_QUEUED = 256 * 1024 * 1024 -- reading pauses when this much waits for a batch
+
+local take_out = ffi.new("sh_blob_t *[256]")
+local kind_out, msg_out = ffi.new("int[1]"), ffi.new("char *[1]")
+
+function M.socket(ssc, host, port, storageLevel) -- luacheck: ignore storageLevel
+    if type(host) ~= "string" then error("socketTextStream expects a host name", 3) end
+    port = tonumber(port)
+    if not port or port < 1 or port > 65535 or port % 1 ~= 0 then
+        error("socketTextStream expects a port from 1 to 65535", 3)
+    end
+    local sc = ssc.sparkContext
+    local source = { name = string.format("SocketReceiver(%s:%d)", host, port), receiver = true,
+                     location = string.format("%s:%d", host, port) }
+    function source.start(self)
+        local err = ffi.new("char *[1]")
+        local r = C.sh_ffi_socket_open(sc._host, host, port, MAX_LINE, BLOCK_BYTES, MAX_QUEUED, err)
+        if r == nil then error("socketTextStream " .. self.location .. ": " .. tostring(shffi.take_string(err[0])), 0) end
+        self.recv = r
+    end
+    -- Listener events for what the receiver saw since the last call.
+    function source.poll_events(self, post)
+        if self.recv == nil then return end
+        while C.sh_ffi_recv_event(self.recv, kind_out, msg_out) == 1 do
+            local msg = shffi.take_string(msg_out[0])
+            local kind = kind_out[0]
+            if kind == 3 or kind == 4 or kind == 2 then
+                self.lastErrorMessage = msg
+                post("onReceiverError", msg)
+            end
+        end
+    end
+    function source.generate(self, _)
+        local parts = {}
+        if self.recv ~= nil then
+            repeat
+                local n = C.sh_ffi_recv_take(self.recv, take_out, 256)
+                for i = 0, n - 1 do parts[#parts + 1] = { shffi.own_blob(take_out[i]) } end
+            until n < 256
+        end
+        return rddmod.from_blobs(sc, parts)
+    end
+    function source.stop(self)
+        if self.recv ~= nil then
+            C.sh_ffi_recv_close(self.recv)
+            self.recv = nil
+        end
+    end
+    return input(ssc, source)
+end
+
+-- -- textFileStream and binaryRecordsStream ---------------------------------------------------
+
+-- New files of a directory, each read once: the files there at start are not read (Spark's
+-- newFilesOnly), dotfiles never.
+local function directory_source(ssc, dir, read, name)
+    local sc = ssc.sparkContext
+    local source = { name = name, dir = dir, seen = {}, location = dir }
+    function source.start(self)
+        local names = files.list(dir)
+        if names == nil then
+            local _, err = files.list(dir)
+            error(name .. ": " .. tostring(err), 0)
+        end
+        for _, n in ipairs(names) do self.seen[n] = true end
+    end
+    function source.generate(self, _)
+        local names, err = files.list(dir)
+        local parts = {}
+        if names == nil then
+            self.report(err)
+            return rddmod.from_blobs(sc, parts)
+        end
+        for _, n in ipairs(names) do
+            if not self.seen[n] then
+                self.seen[n] = true
+                local path = dir .. "/" .. n
+                local ok, blob, note = pcall(read, path)
+                if not ok then
+                    self.report(blob)
+                else
+                    if note then self.report(note) end
+                    parts[#parts + 1] = { blob }
+                end
+            end
+        end
+        return rddmod.from_blobs(sc, parts)
+    end
+    return input(ssc, source)
+end
+
+function M.text_files(ssc, dir)
+    if type(dir) ~= "string" then error("textFileStream expects a directory path", 3) end
+    return directory_source(ssc, dir, files.read_lines, "textFileStream(" .. dir .. ")")
+end
+
+function M.binary_records(ssc, dir, recordLength)
+    if type(dir) ~= "string" then error("binaryRecordsStream expects a directory path", 3) end
+    if type(recordLength) ~= "number" or recordLength < 1 or recordLength % 1 ~= 0 then
+        error("binaryRecordsStream expects a positive whole recordLength, got " .. tostring(recordLength), 3)
+    end
+    local function read(path)
+        local blob, leftover = files.read_fixed(path, recordLength)
+        local note
+        if leftover > 0 then
+            note = string.format("%s: size is not a multiple of the record length %d; kept %d whole records, dropped the last %d bytes",
+                path, recordLength, tonumber(blob.count), leftover)
+        end
+        return blob, note
+    end
+    return directory_source(ssc, dir, read, "binaryRecordsStream(" .. dir .. ")")
+end
+
+return M

@@ -1,0 +1,417 @@
+-- streamhost.worker: the runtime of a worker state: runs one task (a partition's fused plan
+-- pushed into a sink) and returns its encoded result. Also loaded by the driver for local work.
+local ffi = require "ffi"
+local buffer = require "string.buffer"
+local shffi = require "streamhost.ffi"
+local codec = require "streamhost.codec"
+local keys = require "streamhost.keys"
+local ship = require "streamhost.ship"
+local format = require "streamhost.format"
+
+local C = shffi.C
+local type, ipairs, error, select = type, ipairs, error, select
+local portable_hash, slot, unslot = keys.portable_hash, keys.slot, keys.unslot
+local getfn = ship.load
+
+local M = { index = -1 }
+
+function M.init(index)
+    M.index = index
+end
+
+-- -- Iterators over arrays and results ----------------------------------------------
+
+local function array_iterator(arr)
+    local i = 0
+    return function()
+        i = i + 1
+        return arr[i]
+    end
+end
+M.array_iterator = array_iterator
+
+-- Pushes every element of a function's result (an array or an iterator) into emit.
+local function emit_all(r, emit, what)
+    local t = type(r)
+    if t == "table" then
+        for i = 1, #r do emit(r[i]) end
+    elseif t == "function" then
+        for x in r do emit(x) end
+    else
+        error(what .. " must return an array or an iterator function, got " .. t, 0)
+    end
+end
+
+-- -- Aggregation by key -----------------------------------------------------------------
+
+-- A map from keys (scalars or composite arrays) to values, iterated in first-seen order.
+local function new_keymap()
+    return { vals = {}, cvals = {}, ckeys = {}, order = {}, n = 0 }
+end
+
+local function keymap_get(m, k)
+    if type(k) == "table" then
+        local s = slot(k)
+        return m.cvals[s], s, true
+    end
+    local s = slot(k)
+    return m.vals[s], s, false
+end
+
+local function keymap_set(m, k, s, composite, v, was_new)
+    if composite then
+        m.cvals[s] = v
+        if was_new then m.ckeys[s] = k end
+    else
+        m.vals[s] = v
+    end
+    if was_new then
+        local n = m.n + 1
+        m.n = n
+        m.order[n] = composite and { s } or s
+    end
+end
+
+-- Calls f(key, value) for every entry, in first-seen order.
+local function keymap_each(m, f)
+    local vals, cvals, ckeys, order = m.vals, m.cvals, m.ckeys, m.order
+    for i = 1, m.n do
+        local s = order[i]
+        if type(s) == "table" and s ~= keys.NIL then
+            s = s[1]
+            f(ckeys[s], cvals[s])
+        else
+            f(unslot(s), vals[s])
+        end
+    end
+end
+M.new_keymap, M.keymap_get, M.keymap_set, M.keymap_each = new_keymap, keymap_get, keymap_set, keymap_each
+
+-- Combines a stream of {k, v} records: create(v) for a key's first value, merge(c, v) after.
+local function combiner(create, merge)
+    local m = new_keymap()
+    local vals = m.vals
+    local function add(rec)
+        local k = rec[1]
+        if type(k) == "string" or type(k) == "number" then  -- the common case, kept short for the JIT
+            local c = vals[k]
+            if c == nil then
+                if k ~= k then error("NaN cannot be a key", 0) end
+                keymap_set(m, k, k, false, create(rec[2]), true)
+            else
+                vals[k] = merge(c, rec[2])
+            end
+            return
+        end
+        local c, s, composite = keymap_get(m, k)
+        if c == nil then
+            keymap_set(m, k, s, composite, create(rec[2]), true)
+        else
+            keymap_set(m, k, s, composite, merge(c, rec[2]), false)
+        end
+    end
+    return m, add
+end
+M.combiner = combiner
+
+local function identity(x) return x end
+local function list_of(v) return { v } end
+local function list_append(l, v) l[#l + 1] = v; return l end
+
+-- -- Plans: a partition's computation, run push-style into emit ---------------------------
+
+local run
+
+local ops = {}
+
+function ops.blobs(node, emit)
+    for _, n in ipairs(node.blobs) do codec.each(shffi.number_to_blob(n), emit) end
+end
+
+function ops.records(node, emit)  -- small data carried inside the task itself
+    local r = node.records
+    for i = 1, #r do emit(r[i]) end
+end
+
+function ops.concat(node, emit)
+    for _, input in ipairs(node.inputs) do run(input, emit) end
+end
+
+function ops.map(node, emit)
+    local f = getfn(node.fn)
+    run(node.input, function(x) emit((f(x))) end)
+end
+
+function ops.filter(node, emit)
+    local f = getfn(node.fn)
+    run(node.input, function(x) if f(x) then emit(x) end end)
+end
+
+function ops.flatMap(node, emit)
+    local f = getfn(node.fn)
+    run(node.input, function(x)
+        local r = f(x)
+        if type(r) == "table" then
+            for i = 1, #r do emit(r[i]) end
+        else
+            emit_all(r, emit, "the flatMap function")
+        end
+    end)
+end
+
+function ops.mapValues(node, emit)
+    local f = getfn(node.fn)
+    run(node.input, function(kv) emit({ kv[1], (f(kv[2])) }) end)
+end
+
+function ops.flatMapValues(node, emit)
+    local f = getfn(node.fn)
+    run(node.input, function(kv)
+        local k = kv[1]
+        emit_all(f(kv[2]), function(v) emit({ k, v }) end, "the flatMapValues function")
+    end)
+end
+
+function ops.keys(node, emit)
+    run(node.input, function(kv) emit(kv[1]) end)
+end
+
+function ops.values(node, emit)
+    run(node.input, function(kv) emit(kv[2]) end)
+end
+
+local function gather(node)
+    local arr, n = {}, 0
+    run(node, function(x) n = n + 1; arr[n] = x end)
+    return arr
+end
+M.gather = gather
+
+function ops.glom(node, emit)
+    emit(gather(node.input))
+end
+
+function ops.mapPartitions(node, emit)
+    local f = getfn(node.fn)
+    emit_all(f(array_iterator(gather(node.input))), emit, "the mapPartitions function")
+end
+
+function ops.mapPartitionsWithIndex(node, emit)
+    local f = getfn(node.fn)
+    emit_all(f(node.index, array_iterator(gather(node.input))), emit,
+        "the mapPartitionsWithIndex function")
+end
+
+-- The reduce side of a shuffle: this partition's buckets from every map task, aggregated.
+function ops.shuffled(node, emit)
+    local agg = node.agg
+    local inputs = node.inputs
+    local function each_input(i, f)
+        for _, n in ipairs(inputs[i]) do codec.each(shffi.number_to_blob(n), f) end
+    end
+    if agg == "none" then
+        for i = 1, #inputs do each_input(i, emit) end
+    elseif agg == "combine" then
+        local merge = getfn(node.mergeCombiners)
+        local m, add = combiner(identity, merge)
+        each_input(1, add)
+        keymap_each(m, function(k, v) emit({ k, v }) end)
+    elseif agg == "group" then
+        local m, add = combiner(list_of, list_append)
+        each_input(1, add)
+        keymap_each(m, function(k, v) emit({ k, v }) end)
+    elseif agg == "cogroup" then
+        local nin = #inputs
+        local m = new_keymap()
+        for i = 1, nin do
+            each_input(i, function(kv)
+                local k = kv[1]
+                local g, s, composite = keymap_get(m, k)
+                if g == nil then
+                    g = {}
+                    for j = 1, nin do g[j] = {} end
+                    keymap_set(m, k, s, composite, g, true)
+                end
+                local l = g[i]
+                l[#l + 1] = kv[2]
+            end)
+        end
+        keymap_each(m, function(k, g) emit({ k, g }) end)
+    else
+        error("unknown aggregation " .. tostring(agg))
+    end
+end
+
+run = function(node, emit)
+    local op = ops[node.op]
+    if op == nil then error("unknown plan operation " .. tostring(node.op)) end
+    return op(node, emit)
+end
+M.run_plan = run
+
+-- -- Sinks: what a task does with its partition's records -------------------------------
+
+local sinks = {}
+local created  -- blobs this task made, dropped again if it fails
+
+local function new_blob(records)
+    local b = codec.blob_of(records)
+    created[#created + 1] = b
+    return b
+end
+
+function sinks.collect(plan)
+    return gather(plan)
+end
+
+function sinks.count(plan)
+    local n = 0
+    run(plan, function() n = n + 1 end)
+    return n
+end
+
+function sinks.store(plan)  -- cache: the partition as one blob, handed to the driver
+    local b = new_blob(gather(plan))
+    return shffi.blob_to_number(b)
+end
+
+function sinks.fold(plan, sink)
+    local f = getfn(sink.fn)
+    local acc, have = sink.zero, sink.zero ~= nil
+    run(plan, function(x)
+        if have then acc = f(acc, x) else acc, have = x, true end
+    end)
+    return { have = have, value = acc }
+end
+
+function sinks.aggregate(plan, sink)  -- fold with a combining op per partition (seqOp)
+    local f = getfn(sink.fn)
+    local acc = sink.zero
+    run(plan, function(x) acc = f(acc, x) end)
+    return { have = true, value = acc }
+end
+
+local STOP = {}
+function sinks.take(plan, sink)
+    local arr, n, want = {}, 0, sink.n
+    if want <= 0 then return arr end
+    local ok, err = pcall(run, plan, function(x)
+        n = n + 1
+        arr[n] = x
+        if n >= want then error(STOP, 0) end
+    end)
+    if not ok and err ~= STOP then error(err, 0) end
+    return arr
+end
+
+function sinks.foreach(plan, sink)
+    local f = getfn(sink.fn)
+    run(plan, function(x) f(x) end)
+    return true
+end
+
+function sinks.foreachPartition(plan, sink)
+    local f = getfn(sink.fn)
+    f(array_iterator(gather(plan)))
+    return true
+end
+
+function sinks.countByValue(plan)
+    local m, add = combiner(identity, function(a, b) return a + b end)
+    run(plan, function(x) add({ x, 1 }) end)
+    local out = {}
+    keymap_each(m, function(k, v) out[#out + 1] = { k, v } end)
+    return out
+end
+
+-- Writes the partition as text lines to sink.dir/part-NNNNN.
+function sinks.save(plan, sink, part)
+    local path = string.format("%s/part-%05d", sink.dir, part)
+    local f, err = io.open(path, "wb")
+    if not f then error("cannot write " .. path .. ": " .. tostring(err), 0) end
+    local text = format.text
+    local buf = buffer.new()
+    run(plan, function(x)
+        buf:put(text(x), "\n")
+        if #buf > 65536 then
+            local ok, werr = f:write(buf:get())
+            if not ok then error("cannot write " .. path .. ": " .. tostring(werr), 0) end
+        end
+    end)
+    local ok, werr = f:write(buf:get())
+    if ok then ok, werr = f:close() else f:close() end
+    if not ok then error("cannot write " .. path .. ": " .. tostring(werr), 0) end
+    return true
+end
+
+-- The map side of a shuffle: records into sink.n buckets by key, combined where the
+-- aggregation allows; each non-empty bucket becomes a blob.
+function sinks.shuffle(plan, sink, part)
+    local n = sink.n
+    local buckets = {}
+    for i = 1, n do buckets[i] = {} end
+    local partitioner
+    if sink.partitionFunc then
+        local pf = getfn(sink.partitionFunc)
+        partitioner = function(k) return pf(k) % n end
+    else
+        partitioner = function(k) return portable_hash(k) % n end
+    end
+    if sink.agg == "combine" then
+        local m, add = combiner(getfn(sink.createCombiner), getfn(sink.mergeValue))
+        run(plan, add)
+        keymap_each(m, function(k, c)
+            local b = buckets[partitioner(k) + 1]
+            b[#b + 1] = { k, c }
+        end)
+    elseif sink.agg == "roundrobin" then  -- repartition: spread records evenly
+        local i = part
+        run(plan, function(x)
+            local b = buckets[i % n + 1]
+            b[#b + 1] = x
+            i = i + 1
+        end)
+    else
+        run(plan, function(kv)
+            if type(kv) ~= "table" then
+                error("a key-value operation needs {key, value} records, got a " .. type(kv), 0)
+            end
+            local b = buckets[partitioner(kv[1]) + 1]
+            b[#b + 1] = kv
+        end)
+    end
+    local out = {}
+    for i = 1, n do
+        out[i] = #buckets[i] > 0 and shffi.blob_to_number(new_blob(buckets[i])) or false
+    end
+    return out
+end
+
+-- -- Entry point -------------------------------------------------------------------------
+
+local function execute(task)
+    local sink = sinks[task.sink.kind]
+    if sink == nil then error("unknown sink " .. tostring(task.sink.kind)) end
+    return sink(task.plan, task.sink, task.part)
+end
+
+local function traceback(e)
+    if type(e) ~= "string" then e = tostring(e) end
+    return debug.traceback(e, 2)
+end
+
+-- Runs an encoded task; returns true and the encoded result, or false and the error.
+function M.run(payload)
+    local task = buffer.decode(payload)
+    created = {}
+    local ok, res = xpcall(execute, traceback, task)
+    local mine = created
+    created = nil
+    if not ok then
+        return false, res  -- the blobs made so far go with `mine`, collected with it
+    end
+    for _, b in ipairs(mine) do ffi.gc(b, nil) end  -- the driver takes these references
+    return true, buffer.encode(res)
+end
+
+return M
