@@ -11,8 +11,6 @@
 
 #define SH_EXPORT __attribute__((visibility("default")))
 #define MAX_EVENTS 64
-#define SOCKET_PAUSE(s) ((void) (s))
-#define SOCKET_RESUME(s) ((void) (s))
 
 typedef struct event_s {
     struct event_s *next;
@@ -121,7 +119,7 @@ static void on_lines(void *ud, const char *lines, size_t len, size_t count)
         seal(r);
     if (!r->paused && r->queued_bytes >= r->max_queued) {
         r->paused = 1;
-        SOCKET_PAUSE(r->sock);
+        sh_in_socket_pause(r->sock);
     }
 }
 
@@ -190,7 +188,7 @@ SH_EXPORT int sh_ffi_recv_take(sh_recv_t *r, sh_blob_t **out, int max)
     r->nsealed -= n;
     if (r->paused && r->queued_bytes < r->max_queued / 2) {
         r->paused = 0;
-        SOCKET_RESUME(r->sock);
+        sh_in_socket_resume(r->sock);
     }
     return (int) n;
 }

@@ -33,8 +33,9 @@ function M.blob_of(records)
     return shffi.own_blob(b)
 end
 
--- Pushes every record of a blob into emit(record), in order.
-function M.each(b, emit)
+-- Pushes every record of a blob into emit(record), in order; for LINES and FIXED blobs only
+-- those in bytes [from, to) when a range is given (a slice of a block, see split).
+function M.each(b, emit, from, to)
     local kind = b.kind
     if kind == BLOB_ENCODED then
         dec:set(b.data, b.len)
@@ -43,8 +44,8 @@ function M.each(b, emit)
         for i = 1, #arr do emit(arr[i]) end
     elseif kind == BLOB_LINES then
         local base = ffi_cast("const char *", b.data)
-        local len = tonumber(b.len)
-        local pos = 0
+        local len = to or tonumber(b.len)
+        local pos = from or 0
         while pos < len do
             local nl = ffi_cast("const char *", C.memchr(base + pos, 10, len - pos))
             local stop = nl - base
@@ -53,11 +54,51 @@ function M.each(b, emit)
         end
     elseif kind == BLOB_FIXED then
         local base = ffi_cast("const char *", b.data)
-        local reclen, n = tonumber(b.reclen), tonumber(b.count)
-        for i = 0, n - 1 do emit(ffi_string(base + i * reclen, reclen)) end
+        local reclen = tonumber(b.reclen)
+        local first = from and from / reclen or 0
+        local stop = to and to / reclen or tonumber(b.count)
+        for i = first, stop - 1 do emit(ffi_string(base + i * reclen, reclen)) end
     else
         error("blob of unknown kind " .. tostring(kind))
     end
+end
+
+-- Splits a LINES or FIXED blob into at most k byte ranges {from, to} of about equal size that
+-- start and end on record boundaries (so a large block can feed several tasks).
+function M.split(b, k)
+    local len = tonumber(b.len)
+    local ranges, from = {}, 0
+    local base = ffi_cast("const char *", b.data)
+    for i = 1, k do
+        if from >= len then break end
+        local to = math.floor(len * i / k)
+        if i == k or to >= len then
+            to = len
+        elseif b.kind == BLOB_FIXED then
+            local reclen = tonumber(b.reclen)
+            to = math.max(from + reclen, to - to % reclen)
+        else
+            if to <= from then to = from + 1 end
+            local nl = C.memchr(base + to - 1, 10, len - to + 1)
+            to = (ffi_cast("const char *", nl) - base) + 1
+        end
+        ranges[#ranges + 1] = { from, to }
+        from = to
+    end
+    return ranges
+end
+
+-- The number of records of a LINES blob in bytes [from, to).
+function M.count_lines(b, from, to)
+    local base = ffi_cast("const char *", b.data)
+    local n, pos = 0, from
+    while pos < to do
+        local nl = ffi_cast("const char *", C.memchr(base + pos, 10, to - pos))
+        if nl == nil then break end
+        n = n + 1
+        pos = (nl - base) + 1
+    end
+    return n
 end
 
 -- The number of records of a blob when it is known without decoding, else nil.

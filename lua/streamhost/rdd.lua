@@ -47,7 +47,9 @@ function RDD:_known_count()
     if self._kind ~= "blobs" then return 0 end
     local n = 0
     for _, part in ipairs(self._parts) do
-        for _, b in ipairs(part) do n = n + tonumber(b.count) end
+        for _, b in ipairs(part) do
+            if type(b) == "table" then n = n + b.count else n = n + tonumber(b.count) end
+        end
     end
     return n
 end
@@ -64,7 +66,13 @@ function RDD:_plan(p)
     local kind = self._kind
     if kind == "blobs" then
         local nums = {}
-        for i, b in ipairs(self._parts[p + 1]) do nums[i] = shffi.blob_to_number(b) end
+        for i, b in ipairs(self._parts[p + 1]) do
+            if type(b) == "table" then  -- a slice {blob, from, to}
+                nums[i] = { shffi.blob_to_number(b[1]), b[2], b[3] }
+            else
+                nums[i] = shffi.blob_to_number(b)
+            end
+        end
         return { op = "blobs", blobs = nums }
     elseif kind == "narrow" then
         return { op = self._op, fn = self._fn, index = p, input = self._deps[1]:_plan(p) }

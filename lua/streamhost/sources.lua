@@ -7,8 +7,34 @@ local rddmod = require "streamhost.rdd"
 local files = require "streamhost.files"
 
 local C = shffi.C
+local codec = require "streamhost.codec"
 
 local M = {}
+
+-- Partitions for a batch's blocks: one per block, but at least `n` when the blocks can be cut,
+-- so that every worker gets a share of a batch that arrived in one large block.
+local function spread(blobs, n)
+    local parts = {}
+    if #blobs == 0 or #blobs >= n then
+        for i, b in ipairs(blobs) do parts[i] = { b } end
+        return parts
+    end
+    local per = math.ceil(n / #blobs)
+    for _, b in ipairs(blobs) do
+        local ranges = codec.split(b, per)
+        if #ranges <= 1 then
+            parts[#parts + 1] = { b }
+        else
+            for _, r in ipairs(ranges) do
+                local count = b.kind == shffi.BLOB_FIXED and (r[2] - r[1]) / tonumber(b.reclen)
+                    or codec.count_lines(b, r[1], r[2])
+                parts[#parts + 1] = { { b, r[1], r[2], count = count } }
+            end
+        end
+    end
+    return parts
+end
+M.spread = spread
 
 -- An input stream: `source` has generate(t_ms) -> RDD, and optionally start(), stop(),
 -- receiver (a name, for listener events).
@@ -52,9 +78,11 @@ local EVENT_NAMES = { [1] = "connected", [2] = "disconnected", [3] = "connect fa
                       [4] = "line too long", [5] = "stopped" }
 M.EVENT_NAMES = EVENT_NAMES
 
-local MAX_LINE = 1024 * 1024       -- longer lines are reported and skipped
-local BLOCK_BYTES = 1024 * 1024    -- a block (one partition) holds about this much text
-local MAX_QUEUED = 256 * 1024 * 1024 -- reading pauses when this much waits for a batch
+local MAX_LINE = 1024 * 1024        -- longer lines are reported and skipped
+local BLOCK_BYTES = 4 * 1024 * 1024 -- a block (one partition, or cut into several) holds this much text
+-- Reading pauses (TCP flow control holds the peer) while this much waits for a batch, so memory
+-- stays bounded when processing is slower than input.
+local MAX_QUEUED = 16 * 1024 * 1024
 
 local take_out = ffi.new("sh_blob_t *[256]")
 local kind_out, msg_out = ffi.new("int[1]"), ffi.new("char *[1]")
@@ -87,14 +115,14 @@ function M.socket(ssc, host, port, storageLevel) -- luacheck: ignore storageLeve
         end
     end
     function source.generate(self, _)
-        local parts = {}
+        local blobs = {}
         if self.recv ~= nil then
             repeat
                 local n = C.sh_ffi_recv_take(self.recv, take_out, 256)
-                for i = 0, n - 1 do parts[#parts + 1] = { shffi.own_blob(take_out[i]) } end
+                for i = 0, n - 1 do blobs[#blobs + 1] = shffi.own_blob(take_out[i]) end
             until n < 256
         end
-        return rddmod.from_blobs(sc, parts)
+        return rddmod.from_blobs(sc, spread(blobs, sc.defaultParallelism))
     end
     function source.stop(self)
         if self.recv ~= nil then

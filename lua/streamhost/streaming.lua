@@ -304,6 +304,8 @@ function StreamingContext:_run_batch(t)
         self:_post("onOutputOperationCompleted", op)
     end
     for _, d in ipairs(self._dstreams) do d:_forget(t) end
+    -- Forgotten RDDs hold C blocks the Lua collector cannot see the size of: free them now.
+    collectgarbage()
     info.processingEndTime = C.sh_ffi_now()
     info.processingDelay = info.processingEndTime - info.processingStartTime
     info.totalDelay = info.schedulingDelay + info.processingDelay

@@ -125,7 +125,13 @@ local run
 local ops = {}
 
 function ops.blobs(node, emit)
-    for _, n in ipairs(node.blobs) do codec.each(shffi.number_to_blob(n), emit) end
+    for _, n in ipairs(node.blobs) do
+        if type(n) == "table" then  -- a slice {blob, from, to} of a larger block
+            codec.each(shffi.number_to_blob(n[1]), emit, n[2], n[3])
+        else
+            codec.each(shffi.number_to_blob(n), emit)
+        end
+    end
 end
 
 function ops.records(node, emit)  -- small data carried inside the task itself
