@@ -43,6 +43,16 @@ $(BUILD)/ctest$(if $(SANITIZE),-asan)/%: spec/c/%.c $(HOST_OBJS)
 
 ctests: $(C_TESTS)
 
+# Test peers the specs drive (real sockets on 127.0.0.1).
+PEERS := $(BUILD)/peers/line_server
+
+$(BUILD)/peers/%: scripts/peers/%.c
+	@mkdir -p $(dir $@)
+	@$(if $(V),:,printf '  CC  %s\n' $@)
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $<
+
+peers: $(PEERS)
+
 -include $(HOST_OBJS:.o=.d) $(MAIN_OBJ:.o=.d)
 
 # The main job: a word count over text the host generates and serves on a local socket.

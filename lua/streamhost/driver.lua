@@ -7,6 +7,8 @@ function M.run_until_stopped()
 end
 
 function M.shutdown()
+    local servers = package.loaded["streamhost.text_server"]
+    if servers then servers.stop_all() end
     local streaming = package.loaded["streamhost.streaming"]
     if streaming then streaming.shutdown() end
     local context = package.loaded["streamhost.context"]

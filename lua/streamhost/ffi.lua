@@ -48,6 +48,12 @@ int sh_ffi_recv_take(sh_recv_t *r, sh_blob_t **out, int max);
 int sh_ffi_recv_event(sh_recv_t *r, int *kind, char **msg);
 double sh_ffi_recv_records(sh_recv_t *r);
 void sh_ffi_recv_close(sh_recv_t *r);
+
+typedef struct sh_text_server_s sh_text_server_t;
+sh_text_server_t *sh_ffi_text_server_start(sh_host_t *h, const char *text, size_t len,
+                                           int lines_per_tick, int tick_ms, int port,
+                                           int *bound_port, char **errmsg);
+void sh_ffi_text_server_stop(sh_text_server_t *s);
 ]]
 
 local M = {

@@ -19,6 +19,7 @@ local lazy = {
     StreamingListener = function() return require("streamhost.listener").StreamingListener end,
     RDD = function() return require("streamhost.rdd").RDD end,
     DStream = function() return require("streamhost.dstream").DStream end,
+    TextServer = function() return require "streamhost.text_server" end,
 }
 
 return setmetatable(sh, {

@@ -1,0 +1,78 @@
+-- spec/integration/examples_spec.lua: the examples run as their header comments say, as
+-- subprocesses of the built host, against real sockets and files.
+local helpers = require "spec.helpers"
+local sh = require "streamhost"
+
+local STREAMHOST = os.getenv("STREAMHOST") or "host/streamhost"
+
+-- Starts `cmd` in the background with stdout/stderr to files; returns its pid and the files.
+local function spawn(cmd)
+    local out, err = os.tmpname(), os.tmpname()
+    local p = io.popen(string.format("%s >%s 2>%s & echo $!", cmd, out, err))
+    local pid = tonumber(p:read("*l"))
+    p:close()
+    return pid, out, err
+end
+
+local function running(pid)
+    return os.execute("kill -0 " .. pid .. " 2>/dev/null") == 0
+end
+
+-- Pumps the host loop (so servers in this process keep serving) until cond() or timeout.
+local function wait_until(cond, timeout)
+    local C = require("streamhost.ffi").C
+    local deadline = C.sh_ffi_now() + timeout
+    while not cond() and C.sh_ffi_now() < deadline do helpers.sleep(0.05) end
+    return cond()
+end
+
+local function count_of(text, word)
+    local best = 0
+    for n in text:gmatch('{"' .. word .. '", (%d+)}') do best = math.max(best, tonumber(n)) end
+    return best
+end
+
+describe("examples", function()
+    it("the demo job prints word counts every batch and stops by itself", function()
+        local pid, out, err = spawn(STREAMHOST .. " --master 'local[2]' examples/wordcount_demo.lua 2")
+        assert.is_true(wait_until(function() return not running(pid) end, 30))
+        local text = helpers.read_file(out)
+        assert.matches("Time: %d%d%d%d%-%d%d%-%d%d %d%d:%d%d:%d%d", text)
+        assert.is_true(count_of(text, "the") > 0, text)
+        assert.are.equal("", helpers.read_file(err))
+    end)
+
+    it("queue_stream counts each last digit 100 times a batch", function()
+        local pid, out = spawn(STREAMHOST .. " --master 'local[2]' examples/queue_stream.lua")
+        assert.is_true(wait_until(function() return not running(pid) end, 30))
+        local text = helpers.read_file(out)
+        local batches = select(2, text:gsub("Time: ", ""))
+        assert.is_true(batches >= 5, text)
+        for digit = 0, 9 do assert.matches("{" .. digit .. ", 100}", text, 1, true) end
+    end)
+
+    it("network_wordcount counts what a TCP server sends and stops on SIGINT", function()
+        local server = sh.TextServer { text = "spark streams\nlua streams\n", linesPerSecond = 100 }
+        local pid, out = spawn(string.format("%s examples/network_wordcount.lua 127.0.0.1 %d", STREAMHOST, server.port))
+        local ok = wait_until(function() return count_of(helpers.read_file(out) or "", "streams") > 0 end, 20)
+        os.execute("kill -INT " .. pid)
+        local stopped = wait_until(function() return not running(pid) end, 20)
+        server:stop()
+        assert.is_true(ok, helpers.read_file(out))
+        assert.is_true(stopped)
+        assert.is_true(count_of(helpers.read_file(out), "lua") > 0)
+    end)
+
+    it("hdfs_wordcount counts the words of files moved into the directory", function()
+        local dir, staging = helpers.tmpdir(), helpers.tmpdir()
+        local pid, out = spawn(string.format("%s examples/hdfs_wordcount.lua %s", STREAMHOST, dir))
+        helpers.sleep(1.5)
+        helpers.write_file(staging .. "/words.txt", "apple pear apple\nfig apple\n")
+        assert(os.rename(staging .. "/words.txt", dir .. "/words.txt"))
+        local ok = wait_until(function() return count_of(helpers.read_file(out) or "", "apple") == 3 end, 20)
+        os.execute("kill -INT " .. pid)
+        wait_until(function() return not running(pid) end, 20)
+        assert.is_true(ok, helpers.read_file(out))
+        assert.matches('{"pear", 1}', helpers.read_file(out), 1, true)
+    end)
+end)
