@@ -14,7 +14,7 @@ LDFLAGS  += -Wl,-E $(SANITIZE)  # ffi.C must resolve the sh_ffi_* symbols
 Q := $(if $(V),,@)
 
 HOST_SRCS := host/sh_blob.c host/sh_util.c host/sh_lua.c host/sh_pool.c host/sh_fnreg.c \
-             host/sh_host.c host/sh_ffi.c host/sh_files.c host/sh_recv.c \
+             host/sh_host.c host/sh_ffi.c host/sh_files.c host/sh_recv.c host/sh_text_server.c \
              connectors/socket/sh_in_socket.c
 MAIN_SRC  := host/sh_main.c
 
@@ -63,13 +63,13 @@ run:
 
 test:
 	$(Q)scripts/setup
-	$(Q)$(MAKE) --no-print-directory all ctests
+	$(Q)$(MAKE) --no-print-directory all ctests peers
 	$(Q)scripts/test
 
 # The whole suite with AddressSanitizer and UndefinedBehaviorSanitizer.
 asan:
 	$(Q)scripts/setup
-	$(Q)$(MAKE) --no-print-directory SANITIZE='-fsanitize=address,undefined -fno-omit-frame-pointer' all ctests
+	$(Q)$(MAKE) --no-print-directory SANITIZE='-fsanitize=address,undefined -fno-omit-frame-pointer' all ctests peers
 	$(Q)STREAMHOST=$(BUILD)/streamhost-asan CTEST_DIR=$(BUILD)/ctest-asan scripts/test
 
 bench:
@@ -80,4 +80,4 @@ bench:
 clean:
 	rm -rf $(BUILD) host/streamhost
 
-.PHONY: all ctests run test asan bench clean
+.PHONY: all ctests peers run test asan bench clean
