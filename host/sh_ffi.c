@@ -36,7 +36,11 @@ SH_EXPORT int sh_ffi_pump(sh_host_t *h, int timeout_ms)
     if (timeout_ms <= 0) {
         uv_run(&h->loop, UV_RUN_NOWAIT);
     } else {
-        uv_timer_start(&h->pump_timer, on_pump_timeout, (uint64_t) timeout_ms, 0);
+        /* The loop's clock went stale while Lua ran. And a one-shot timer that fires in
+         * uv_run's own timer pass would leave its poll with no timeout at all, so the timer
+         * repeats: the poll never waits longer than timeout_ms. */
+        uv_update_time(&h->loop);
+        uv_timer_start(&h->pump_timer, on_pump_timeout, (uint64_t) timeout_ms, (uint64_t) timeout_ms);
         uv_run(&h->loop, UV_RUN_ONCE);
         uv_timer_stop(&h->pump_timer);
     }
