@@ -11,6 +11,11 @@ local function number_literal(x)
     if x == huge then return "math.huge" end
     if x == -huge then return "-math.huge" end
     if x == floor(x) and x > -2^53 and x < 2^53 then return format("%d", x) end
+    -- The shortest form that reads back as the same number (as Python's repr).
+    for precision = 15, 16 do
+        local s = format("%." .. precision .. "g", x)
+        if tonumber(s) == x then return s end
+    end
     return format("%.17g", x)
 end
 
