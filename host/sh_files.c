@@ -61,7 +61,8 @@ SH_EXPORT int sh_ffi_dir_list(const char *dir, char **names, size_t *len, char *
             goto out;
         total += strlen(list[n++]) + 1;
     }
-    qsort(list, n, sizeof(*list), cmp_names);
+    if (n > 1)  /* list is NULL for an empty directory, which qsort must not be given */
+        qsort(list, n, sizeof(*list), cmp_names);
     out = sh_malloc(total);
     if (out == NULL)
         goto out;

@@ -184,7 +184,8 @@ SH_EXPORT int sh_ffi_recv_take(sh_recv_t *r, sh_blob_t **out, int max)
         out[i] = r->sealed[i];
         r->queued_bytes -= out[i]->len;
     }
-    memmove(r->sealed, r->sealed + n, (r->nsealed - n) * sizeof(*r->sealed));
+    if (r->nsealed > n)  /* sealed is NULL until the first block: memmove must not see it */
+        memmove(r->sealed, r->sealed + n, (r->nsealed - n) * sizeof(*r->sealed));
     r->nsealed -= n;
     if (r->paused && r->queued_bytes < r->max_queued / 2) {
         r->paused = 0;

@@ -86,4 +86,135 @@ function M.sleep(seconds)
     return ffi
 end
 
+-- Runs ssc's batches until cond() is true or `timeout` seconds pass; returns cond().
+function M.wait_for(ssc, cond, timeout)
+    local C = require("streamhost.ffi").C
+    local deadline = C.sh_ffi_now() + (timeout or 10)
+    while not cond() and C.sh_ffi_now() < deadline do
+        ssc:awaitTerminationOrTimeout(0.02)
+    end
+    return cond() and true or false
+end
+
+-- Starts scripts/peers/line_server (build/peers/line_server) on 127.0.0.1:port (0 or nil: an
+-- ephemeral port). Returns a peer with .port, :cmd(line) (accept, send TEXT, sendraw HEX,
+-- repeat N TEXT, close, sleep MS) and :quit() (bounded: the process is ended, never waited for).
+function M.line_server(port)
+    local C = require("streamhost.ffi").C
+    local out = os.tmpname()
+    local pidfile = out .. ".pid"
+    local pipe = assert(io.popen(string.format("echo $$ > %s; exec build/peers/line_server %d > %s",
+        pidfile, port or 0, out), "w"))
+    local peer = { out = out }
+    local deadline = C.sh_ffi_now() + 5
+    repeat
+        local text = M.read_file(out) or ""
+        peer.port = tonumber(text:match("PORT (%d+)"))
+        if not peer.port then M.sleep(0.01) end
+    until peer.port or C.sh_ffi_now() > deadline
+    peer.pid = tonumber((M.read_file(pidfile) or ""):match("%d+"))
+    os.remove(pidfile)
+    function peer.cmd(_, line)
+        pipe:write(line, "\n")
+        pipe:flush()
+    end
+    function peer.quit()
+        if not pipe then return end
+        pcall(peer.cmd, peer, "quit")
+        -- It may be blocked in accept or sleep: end it. It is not reaped before the close
+        -- below, so the pid is still its own.
+        if peer.pid then os.execute("kill " .. peer.pid .. " 2>/dev/null") end
+        pcall(pipe.close, pipe)
+        pipe = nil
+        os.remove(out)
+    end
+    if not peer.port then
+        peer.quit()
+        error("line_server did not print its port (is build/peers/line_server built?)", 2)
+    end
+    return peer
+end
+
+-- Runs `input` through f(dstream, ssc) and returns, per batch, action(rdd) (or
+-- action(time, rdd) when it declares two parameters) called in foreachRDD.
+function M.run_actions(input, f, action, nbatches, opts)
+    opts = opts or {}
+    local ssc = M.ssc()
+    local stream = f(ssc:queueStream(input), ssc)
+    local n, out, done = nbatches or #input, {}, 0
+    local with_time = debug.getinfo(action, "u").nparams >= 2
+    stream:foreachRDD(function(time, rdd)
+        if done < n then
+            done = done + 1
+            if with_time then out[done] = action(time, rdd) else out[done] = action(rdd) end
+        end
+    end)
+    ssc:start()
+    local deadline = os.time() + (opts.timeout or 20)
+    while done < n and os.time() < deadline do
+        ssc:awaitTerminationOrTimeout(0.05)
+    end
+    ssc:stop(false, false)
+    return out
+end
+
+-- Calls f() with io.stdout replaced by a buffer; returns what was written (and f's results).
+function M.capture_stdout(f)
+    local saved, chunks = io.stdout, {}
+    local fake = {
+        write = function(self, ...)
+            for i = 1, select("#", ...) do chunks[#chunks + 1] = tostring((select(i, ...))) end
+            return self
+        end,
+        flush = function(self) return self end,
+    }
+    io.stdout = fake
+    local ok, err = pcall(f)
+    io.stdout = saved
+    if not ok then error(err, 0) end
+    return table.concat(chunks)
+end
+
+-- Runs a job script (its text) in a separate host process; returns its stdout, its stderr and
+-- whether it exited with status 0.
+function M.run_job(text, master)
+    local dir = M.tmpdir()
+    M.write_file(dir .. "/job.lua", text)
+    local host = os.getenv("STREAMHOST") or "host/streamhost"
+    local cmd = string.format("%s --master '%s' %s/job.lua >%s/out 2>%s/err; echo $?",
+        host, master or "local[2]", dir, dir, dir)
+    local p = assert(io.popen(cmd, "r"))
+    local status = tonumber(p:read("*a"):match("%d+"))
+    p:close()
+    local out, err = M.read_file(dir .. "/out"), M.read_file(dir .. "/err")
+    os.execute("rm -rf '" .. dir .. "'")
+    return out, err, status == 0
+end
+
+-- The names of the regular files of a directory (sorted), or nil when it cannot be listed.
+function M.list_dir(path)
+    return require("streamhost.files").list(path)
+end
+
+-- The names in dir that match a Lua pattern (files and directories), sorted.
+function M.glob(dir, pattern)
+    local p = assert(io.popen("ls -a '" .. dir .. "' 2>/dev/null", "r"))
+    local out = {}
+    for name in p:lines() do
+        if name:match(pattern) then out[#out + 1] = name end
+    end
+    p:close()
+    table.sort(out)
+    return out
+end
+
+-- The lines of a file, as an array (nil when the file cannot be read).
+function M.read_lines(path)
+    local s = M.read_file(path)
+    if s == nil then return nil end
+    local out = {}
+    for line in s:gmatch("([^\n]*)\n") do out[#out + 1] = line end
+    return out
+end
+
 return M

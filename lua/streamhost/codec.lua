@@ -33,6 +33,14 @@ function M.blob_of(records)
     return shffi.own_blob(b)
 end
 
+-- The array an ENCODED blob holds.
+function M.decode_blob(b)
+    dec:set(b.data, b.len)
+    local arr = dec:decode()
+    dec:reset()
+    return arr
+end
+
 -- Pushes every record of a blob into emit(record), in order; for LINES and FIXED blobs only
 -- those in bytes [from, to) when a range is given (a slice of a block, see split).
 function M.each(b, emit, from, to)
@@ -63,29 +71,21 @@ function M.each(b, emit, from, to)
     end
 end
 
--- Splits a LINES or FIXED blob into at most k byte ranges {from, to} of about equal size that
--- start and end on record boundaries (so a large block can feed several tasks).
-function M.split(b, k)
+-- The first record boundary at or after byte `at` of a LINES or FIXED blob (its length when
+-- there is none): where a block can be cut into slices.
+function M.cut(b, at)
     local len = tonumber(b.len)
-    local ranges, from = {}, 0
-    local base = ffi_cast("const char *", b.data)
-    for i = 1, k do
-        if from >= len then break end
-        local to = math.floor(len * i / k)
-        if i == k or to >= len then
-            to = len
-        elseif b.kind == BLOB_FIXED then
-            local reclen = tonumber(b.reclen)
-            to = math.max(from + reclen, to - to % reclen)
-        else
-            if to <= from then to = from + 1 end
-            local nl = C.memchr(base + to - 1, 10, len - to + 1)
-            to = (ffi_cast("const char *", nl) - base) + 1
-        end
-        ranges[#ranges + 1] = { from, to }
-        from = to
+    if at >= len then return len end
+    if b.kind == BLOB_FIXED then
+        local reclen = tonumber(b.reclen)
+        local to = at - at % reclen
+        return to > 0 and to or reclen
     end
-    return ranges
+    local base = ffi_cast("const char *", b.data)
+    if at > 0 and base[at - 1] == 10 then return at end
+    local nl = C.memchr(base + at, 10, len - at)
+    if nl == nil then return len end
+    return (ffi_cast("const char *", nl) - base) + 1
 end
 
 -- The number of records of a LINES blob in bytes [from, to).

@@ -15,17 +15,17 @@ local function parse_master(master)
     if master == "local[*]" then return C.sh_ffi_cpu_count() end
     local n = type(master) == "string" and master:match("^local%[(%d+)%]$")
     if n and tonumber(n) > 0 then return tonumber(n) end
-    error("invalid master '" .. tostring(master) .. "': expected local, local[N] or local[*]", 3)
+    error("invalid master '" .. tostring(master) .. "': expected local, local[N] or local[*]", 4)
 end
 
 local function new(master, appName)
     local host = shffi.host()
     if host == nil then
-        error("streamhost jobs run inside the streamhost host (host/streamhost JOB.lua)", 2)
+        error("streamhost jobs run inside the streamhost host (host/streamhost JOB.lua)", 3)
     end
     if active then
         error(string.format("Cannot run multiple SparkContexts at once; existing SparkContext(app=%s, master=%s)",
-            tostring(active.appName), tostring(active.master)), 2)
+            tostring(active.appName), tostring(active.master)), 3)
     end
     master = master or ffi.string(C.sh_ffi_master(host))
     local sc = setmetatable({
@@ -41,7 +41,8 @@ local function new(master, appName)
 end
 
 setmetatable(SparkContext, {
-    __call = function(_, master, appName) return new(master, appName) end,
+    -- Not a tail call: new's errors name the caller's line.
+    __call = function(_, master, appName) return (new(master, appName)) end,
 })
 
 -- The active SparkContext, or a new one with the host's master.

@@ -7,7 +7,7 @@ local storage = require "streamhost.storage"
 
 local type, error, ipairs, setmetatable = type, error, ipairs, setmetatable
 
-local DStream = {}
+local DStream = { __sh_context = "DStream" }  -- holds its StreamingContext: never travels
 DStream.__index = DStream
 
 local M = { DStream = DStream }

@@ -41,11 +41,27 @@ end
 -- The table slot for a key: the key itself for scalars; for arrays (composite keys) a canonical
 -- string kept apart from string keys by the caller (slot, is_composite).
 local canon = buffer.new()
+local table_new = require "table.new"
+
+-- A fresh copy of an array key with every element in the array part, so that equal contents
+-- encode the same whichever way the table was built ({[1] = "a"} keeps "a" in the hash part)
+-- and -0 encodes as 0, the same key.
+local function plain_array(k)
+    local n = #k
+    local t = table_new(n, 0)
+    for i = 1, n do
+        local v = k[i]
+        if type(v) == "table" then v = plain_array(v) elseif v == 0 then v = 0 end  -- -0 is 0
+        t[i] = v
+    end
+    return t
+end
+
 function M.slot(k)
     local t = type(k)
     if t == "table" then
         canon:reset()
-        canon:encode(k)
+        canon:encode(plain_array(k))
         return canon:tostring(), true
     elseif k == nil then
         return M.NIL, false

@@ -7,7 +7,7 @@ local shffi = require "streamhost.ffi"
 
 local type, error, ipairs, setmetatable = type, error, ipairs, setmetatable
 
-local RDD = {}
+local RDD = { __sh_context = "RDD" }  -- holds its SparkContext: refused where functions travel
 RDD.__index = RDD
 
 local M = { RDD = RDD }

@@ -15,8 +15,15 @@ local M = {}
 local MARK = "\0sh"  -- the key that marks a packed non-plain value inside a table tree
 
 -- Globals that every state has on its own: never shipped, always the receiving state's.
+-- A fixed list (LuaJIT's base and standard libraries), not a snapshot of _G: this module may
+-- load after the job script has defined globals of its own, and those must travel.
 local standard_globals = {}
-for k in pairs(_G) do standard_globals[k] = true end
+for name in ([[_G _VERSION assert bit collectgarbage coroutine debug dofile error gcinfo getfenv
+    getmetatable io ipairs jit load loadfile loadstring math module newproxy next os package
+    pairs pcall print rawequal rawget rawset require select setfenv setmetatable string table
+    tonumber tostring type unpack xpcall]]):gmatch("%S+") do
+    standard_globals[name] = true
+end
 
 -- -- Names of library and module values ----------------------------------------------
 
@@ -116,8 +123,13 @@ local function pack_function(f, ctx)
         entry.upv[i] = pack_value(v, ctx)
         i = i + 1
     end
+    local env = getfenv(f)  -- not _G for a function loaded with an environment of its own
     for gname in pairs(global_reads(f, {})) do
         local v = rawget(_G, gname)
+        if v == nil and env ~= _G and type(env) == "table" then
+            local ok, ev = pcall(function() return env[gname] end)
+            if ok then v = ev end
+        end
         if v ~= nil and not standard_globals[gname] and gname ~= "arg" then
             ctx.path = "global '" .. gname .. "'"
             entry.globals = entry.globals or {}
@@ -128,28 +140,41 @@ local function pack_function(f, ctx)
     return { [MARK] = "fn", k = k }
 end
 
+-- A table becomes a fresh copy of its packed contents; when it has a metatable or is reached
+-- more than once (shared, or a cycle such as a class whose __index is itself), the copy holds
+-- [MARK] = {id = n, mt = packed metatable} and later visits give {[MARK] = "ref", id = n}, so
+-- the receiving state rebuilds the same graph.
 local function pack_table(t, ctx)
     local mt = getmetatable(t)
     if mt and rawget(mt, "__sh_context") then
-        refuse(ctx, "references the " .. mt.__sh_context ..
+        local what = mt.__sh_context == "SparkContext" and "the SparkContext"
+            or "the SparkContext (through " .. (mt.__sh_context == "RDD" and "an " or "a ") ..
+                mt.__sh_context .. ")"
+        refuse(ctx, "references " .. what ..
             " (it cannot travel to workers or into a checkpoint; use it only in the driver, " ..
             "e.g. in foreachRDD or transform)")
     end
     local known = build_names()[t]
     if known and not known.field then return { [MARK] = "mod", mod = known.mod } end
-    if ctx.seen[t] then refuse(ctx, "holds a table that contains itself") end
-    ctx.seen[t] = true
-    local plain = (mt == nil)
-    local keys, vals, n = {}, {}, 0
-    for key, v in pairs(t) do
-        local pk, pv = pack_value(key, ctx), pack_value(v, ctx)
-        if pk ~= key or pv ~= v then plain = false end
-        n = n + 1
-        keys[n], vals[n] = pk, pv
+    local rec = ctx.recs[t]
+    if rec then
+        local meta = rawget(rec, MARK)
+        if meta == nil then meta = {}; rec[MARK] = meta end
+        if meta.id == nil then ctx.next_id = ctx.next_id + 1; meta.id = ctx.next_id end
+        return { [MARK] = "ref", id = meta.id }
     end
-    ctx.seen[t] = nil
-    if plain then return t end
-    return { [MARK] = "tbl", k = keys, v = vals, mt = mt and pack_value(mt, ctx) or nil }
+    rec = {}
+    ctx.recs[t] = rec
+    for key, v in pairs(t) do
+        if key == MARK then refuse(ctx, "holds a table with the reserved key \\0sh") end
+        rec[pack_value(key, ctx)] = pack_value(v, ctx)
+    end
+    if mt then
+        local meta = rawget(rec, MARK) or {}
+        rec[MARK] = meta
+        meta.mt = pack_value(mt, ctx)
+    end
+    return rec
 end
 
 pack_value = function(v, ctx)
@@ -164,7 +189,7 @@ end
 -- function's file and line and the upvalue or global) when it captures what cannot travel.
 function M.ship(f)
     if type(f) ~= "function" then error("expected a function, got " .. type(f), 2) end
-    local ctx = { fns = {}, fn_ids = {}, seen = {}, where = where(f), path = "" }
+    local ctx = { fns = {}, fn_ids = {}, recs = {}, next_id = 0, where = where(f), path = "" }
     local root = pack_value(f, ctx)
     local s = buffer.encode({ root = root, fns = ctx.fns })
     local id = C.sh_ffi_fn_put(s, #s)
@@ -174,7 +199,7 @@ end
 
 -- Checks that a value could travel (used for values that are not functions).
 function M.pack(v, what)
-    return pack_value(v, { fns = {}, fn_ids = {}, seen = {}, where = what or "?", path = "value" })
+    return pack_value(v, { fns = {}, fn_ids = {}, recs = {}, next_id = 0, where = what or "?", path = "value" })
 end
 
 -- -- Unpacking (any state) -------------------------------------------------------------
@@ -190,19 +215,31 @@ end
 unpack_value = function(v, ctx)
     if type(v) ~= "table" then return v end
     local kind = rawget(v, MARK)
-    if kind == nil then return v end
     if kind == "fn" then return ctx.loaded[v.k] end
     if kind == "lib" or kind == "mod" then return resolve_lib(v) end
-    local t = {}
-    for i = 1, #v.k do t[unpack_value(v.k[i], ctx)] = unpack_value(v.v[i], ctx) end
-    if v.mt then setmetatable(t, unpack_value(v.mt, ctx)) end
+    if kind == "ref" then
+        local t = ctx.tables[v.id]
+        if t == nil then t = {}; ctx.tables[v.id] = t end
+        return t
+    end
+    local t
+    if kind and kind.id then
+        t = ctx.tables[kind.id]
+        if t == nil then t = {}; ctx.tables[kind.id] = t end
+    else
+        t = {}
+    end
+    for key, x in pairs(v) do
+        if key ~= MARK then rawset(t, unpack_value(key, ctx), unpack_value(x, ctx)) end
+    end
+    if kind and kind.mt then setmetatable(t, unpack_value(kind.mt, ctx)) end
     return t
 end
 
 -- Loads a shipped function from its serialized form.
 function M.load_bytes(s)
     local packed = buffer.decode(s)
-    local ctx = { loaded = {} }
+    local ctx = { loaded = {}, tables = {} }
     for k, entry in ipairs(packed.fns) do
         ctx.loaded[k] = assert(loadstring(entry.bc))
     end
@@ -218,16 +255,27 @@ function M.load_bytes(s)
     return unpack_value(packed.root, ctx)
 end
 
-local cache = {}
--- The function with registry id `id`, loaded once per state.
+local cache, bytes_cache = {}, {}
+-- The function with registry id `id`, loaded once per task (see new_task).
 function M.load(id)
     local f = cache[id]
     if f then return f end
-    local p, len = ffi.new("const char *[1]"), ffi.new("size_t[1]")
-    if C.sh_ffi_fn_get(id, p, len) ~= 0 then error("no shipped function with id " .. tostring(id)) end
-    f = M.load_bytes(ffi.string(p[0], len[0]))
+    local s = bytes_cache[id]
+    if s == nil then
+        local p, len = ffi.new("const char *[1]"), ffi.new("size_t[1]")
+        if C.sh_ffi_fn_get(id, p, len) ~= 0 then error("no shipped function with id " .. tostring(id)) end
+        s = ffi.string(p[0], len[0])
+        bytes_cache[id] = s
+    end
+    f = M.load_bytes(s)
     cache[id] = f
     return f
+end
+
+-- Forgets the loaded functions, so the next task gets fresh copies of their upvalues: what a
+-- task changes in an upvalue is not seen by later tasks, as Spark deserializes per task.
+function M.new_task()
+    cache = {}
 end
 
 return M

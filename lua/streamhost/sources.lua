@@ -11,27 +11,41 @@ local codec = require "streamhost.codec"
 
 local M = {}
 
--- Partitions for a batch's blocks: one per block, but at least `n` when the blocks can be cut,
--- so that every worker gets a share of a batch that arrived in one large block.
+-- Partitions for a batch's blocks: n partitions of about equal size (blocks cut at record
+-- boundaries), so that every worker gets its share of a batch whatever the blocks' sizes.
+-- Small batches (under 64 KiB a partition) keep one partition per block.
+local MIN_SLICE = 64 * 1024
 local function spread(blobs, n)
+    local total = 0
+    for _, b in ipairs(blobs) do total = total + tonumber(b.len) end
     local parts = {}
-    if #blobs == 0 or #blobs >= n then
+    if total < n * MIN_SLICE then
         for i, b in ipairs(blobs) do parts[i] = { b } end
         return parts
     end
-    local per = math.ceil(n / #blobs)
+    local target = math.ceil(total / n)
+    local part, room = {}, target
     for _, b in ipairs(blobs) do
-        local ranges = codec.split(b, per)
-        if #ranges <= 1 then
-            parts[#parts + 1] = { b }
-        else
-            for _, r in ipairs(ranges) do
-                local count = b.kind == shffi.BLOB_FIXED and (r[2] - r[1]) / tonumber(b.reclen)
-                    or codec.count_lines(b, r[1], r[2])
-                parts[#parts + 1] = { { b, r[1], r[2], count = count } }
+        local len, from = tonumber(b.len), 0
+        while from < len do
+            local to = len
+            if len - from > room then
+                to = math.max(codec.cut(b, from + room), from + 1)
+                if b.kind == shffi.BLOB_FIXED then to = math.max(to, from + tonumber(b.reclen)) end
+            end
+            local count = b.kind == shffi.BLOB_FIXED and (to - from) / tonumber(b.reclen)
+                or codec.count_lines(b, from, to)
+            part[#part + 1] = { b, from, to, count = count }
+            room = room - (to - from)
+            from = to
+            if room <= 0 then
+                parts[#parts + 1] = part
+                part = {}
+                room = #parts < n - 1 and target or math.huge  -- the last part takes the rest
             end
         end
     end
+    if #part > 0 then parts[#parts + 1] = part end
     return parts
 end
 M.spread = spread
@@ -79,7 +93,7 @@ local EVENT_NAMES = { [1] = "connected", [2] = "disconnected", [3] = "connect fa
 M.EVENT_NAMES = EVENT_NAMES
 
 local MAX_LINE = 1024 * 1024        -- longer lines are reported and skipped
-local BLOCK_BYTES = 4 * 1024 * 1024 -- a block (one partition, or cut into several) holds this much text
+local BLOCK_BYTES = 16 * 1024 * 1024 -- a block (one partition, or cut into several) holds this much text
 -- Reading pauses (TCP flow control holds the peer) while this much waits for a batch, so memory
 -- stays bounded when processing is slower than input.
 local MAX_QUEUED = 16 * 1024 * 1024
@@ -88,7 +102,7 @@ local take_out = ffi.new("sh_blob_t *[256]")
 local kind_out, msg_out = ffi.new("int[1]"), ffi.new("char *[1]")
 
 function M.socket(ssc, host, port, storageLevel) -- luacheck: ignore storageLevel
-    if type(host) ~= "string" then error("socketTextStream expects a host name", 3) end
+    if type(host) ~= "string" or host == "" then error("socketTextStream expects a host name", 3) end
     port = tonumber(port)
     if not port or port < 1 or port > 65535 or port % 1 ~= 0 then
         error("socketTextStream expects a port from 1 to 65535", 3)
@@ -102,16 +116,14 @@ function M.socket(ssc, host, port, storageLevel) -- luacheck: ignore storageLeve
         if r == nil then error("socketTextStream " .. self.location .. ": " .. tostring(shffi.take_string(err[0])), 0) end
         self.recv = r
     end
-    -- Listener events for what the receiver saw since the last call.
-    function source.poll_events(self, post)
+    -- Reports what went wrong at the receiver since the last call (stderr and listeners'
+    -- onReceiverError): a failed connect, a lost connection, an over-long line skipped.
+    function source.poll_events(self)
         if self.recv == nil then return end
         while C.sh_ffi_recv_event(self.recv, kind_out, msg_out) == 1 do
             local msg = shffi.take_string(msg_out[0])
             local kind = kind_out[0]
-            if kind == 3 or kind == 4 or kind == 2 then
-                self.lastErrorMessage = msg
-                post("onReceiverError", msg)
-            end
+            if kind == 2 or kind == 3 or kind == 4 then self.report(msg) end
         end
     end
     function source.generate(self, _)

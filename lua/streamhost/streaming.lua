@@ -3,6 +3,8 @@
 local shffi = require "streamhost.ffi"
 local SparkContext = require "streamhost.context"
 local dstream = require "streamhost.dstream"
+require "streamhost.window"  -- windowed and stateful DStream methods
+require "streamhost.state"
 local sources = require "streamhost.sources"
 local listener = require "streamhost.listener"
 local rddmod = require "streamhost.rdd"
@@ -51,14 +53,32 @@ local function new(sc, batchDuration)
 end
 
 setmetatable(StreamingContext, {
-    __call = function(_, sc, batchDuration) return new(sc, batchDuration) end,
+    -- Not tail calls: errors count their level from the caller's frame.
+    __call = function(_, sc, batchDuration) return (new(sc, batchDuration)) end,
 })
 
-function StreamingContext:_check_can_add(level)
+-- The level, for error() called in the function `level` frames up, of the first frame outside
+-- streamhost's own modules: the job's line, however many (tail) calls the library made.
+local LIB_DIR = debug.getinfo(1, "S").source:match("^@(.*/)[^/]*$")
+local function user_level(level)
+    local l = level + 1
+    while true do
+        local info = debug.getinfo(l + 1, "S")
+        if info == nil then return level end
+        if info.what ~= "C" and info.what ~= "tail"
+            and not (LIB_DIR and info.source:sub(2, #LIB_DIR + 1) == LIB_DIR) then
+            return l
+        end
+        l = l + 1
+    end
+end
+M.user_level = user_level
+
+function StreamingContext:_check_can_add(level) -- luacheck: ignore level
     if self._state == "active" then
-        error("Adding new inputs, transformations, and output operations after starting a context is not supported", level + 1)
+        error("Adding new inputs, transformations, and output operations after starting a context is not supported", user_level(1))
     elseif self._state == "stopped" then
-        error("Adding new inputs, transformations, and output operations after stopping a context is not supported", level + 1)
+        error("Adding new inputs, transformations, and output operations after stopping a context is not supported", user_level(1))
     end
 end
 
@@ -71,19 +91,19 @@ end
 -- -- Sources -----------------------------------------------------------------------------------
 
 function StreamingContext:queueStream(rdds, oneAtATime, default)
-    return sources.queue(self, rdds, oneAtATime, default)
+    return (sources.queue(self, rdds, oneAtATime, default))
 end
 
 function StreamingContext:socketTextStream(hostname, port, storageLevel)
-    return sources.socket(self, hostname, port, storageLevel)
+    return (sources.socket(self, hostname, port, storageLevel))
 end
 
 function StreamingContext:textFileStream(directory)
-    return sources.text_files(self, directory)
+    return (sources.text_files(self, directory))
 end
 
 function StreamingContext:binaryRecordsStream(directory, recordLength)
-    return sources.binary_records(self, directory, recordLength)
+    return (sources.binary_records(self, directory, recordLength))
 end
 
 function StreamingContext:union(...)
@@ -201,6 +221,12 @@ end
 
 local function finish_stop(ssc, stopSparkContext)
     ssc._state = "stopped"
+    for _, d in ipairs(ssc._dstreams) do  -- stateful streams drop their workers' state
+        if d._cleanup then
+            local ok, err = pcall(d._cleanup, d)
+            if not ok then io.stderr:write("streamhost: dropping the state of ", tostring(d), ": ", tostring(err), "\n") end
+        end
+    end
     if active == ssc then active = nil end
     if stopSparkContext then ssc.sparkContext:stop() end
 end
@@ -255,11 +281,7 @@ function StreamingContext:_run_batch(t)
     self._in_batch = true
     local submitted = C.sh_ffi_now()
     for _, d in ipairs(self._inputs) do
-        if d._source.poll_events then
-            d._source:poll_events(function(event, msg)
-                self:_post(event, { receiverInfo = receiver_info(self, d, msg) })
-            end)
-        end
+        if d._source.poll_events then d._source:poll_events() end
     end
     -- Inputs first, so every output of the batch sees the same data.
     local num_records, inputs = 0, {}

@@ -92,6 +92,9 @@ local function combiner(create, merge)
     local m = new_keymap()
     local vals = m.vals
     local function add(rec)
+        if type(rec) ~= "table" then
+            error("a key-value operation needs {key, value} records, got a " .. type(rec), 0)
+        end
         local k = rec[1]
         if type(k) == "string" or type(k) == "number" then  -- the common case, kept short for the JIT
             local c = vals[k]
@@ -218,9 +221,17 @@ function ops.shuffled(node, emit)
     if agg == "none" then
         for i = 1, #inputs do each_input(i, emit) end
     elseif agg == "combine" then
+        -- Map tasks wrote their combiners flat (k1, c1, k2, c2, ...), see sinks.shuffle.
         local merge = getfn(node.mergeCombiners)
         local m, add = combiner(identity, merge)
-        each_input(1, add)
+        local pair = {}
+        for _, n in ipairs(inputs[1]) do
+            local flat = codec.decode_blob(shffi.number_to_blob(n))
+            for i = 2, flat[1] * 2, 2 do
+                pair[1], pair[2] = flat[i], flat[i + 1]
+                add(pair)
+            end
+        end
         keymap_each(m, function(k, v) emit({ k, v }) end)
     elseif agg == "group" then
         local m, add = combiner(list_of, list_append)
@@ -366,10 +377,17 @@ function sinks.shuffle(plan, sink, part)
     if sink.agg == "combine" then
         local m, add = combiner(getfn(sink.createCombiner), getfn(sink.mergeValue))
         run(plan, add)
+        -- Flat pairs, not {k, c} tables: half the allocations on both sides of the shuffle.
+        -- b[1] counts the pairs, since a nil key or combiner leaves a hole.
+        for i = 1, n do buckets[i][1] = 0 end
         keymap_each(m, function(k, c)
             local b = buckets[partitioner(k) + 1]
-            b[#b + 1] = { k, c }
+            local at = b[1] * 2 + 2
+            b[1], b[at], b[at + 1] = b[1] + 1, k, c
         end)
+        for i = 1, n do
+            if buckets[i][1] == 0 then buckets[i] = {} end
+        end
     elseif sink.agg == "roundrobin" then  -- repartition: spread records evenly
         local i = part
         run(plan, function(x)
@@ -409,6 +427,7 @@ end
 -- Runs an encoded task; returns true and the encoded result, or false and the error.
 function M.run(payload)
     local task = buffer.decode(payload)
+    ship.new_task()
     created = {}
     local ok, res = xpcall(execute, traceback, task)
     local mine = created
@@ -419,5 +438,9 @@ function M.run(payload)
     for _, b in ipairs(mine) do ffi.gc(b, nil) end  -- the driver takes these references
     return true, buffer.encode(res)
 end
+
+-- Plan operations and sinks, open to the modules that add their own (stateful streams).
+M.ops, M.sinks = ops, sinks
+require("streamhost.state_store").install(M)
 
 return M

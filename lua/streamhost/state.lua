@@ -1,0 +1,150 @@
+-- streamhost.state: stateful DStreams on the driver: updateStateByKey, and what every stateful
+-- stream shares (incremental windows too): a stream id for the workers' state stores, update
+-- tasks pinned to the worker that owns the partition (partition p on worker p % nworkers), the
+-- checkpoint-directory check at start, and dropping the workers' state when the context stops.
+local ffi = require "ffi"
+local shffi = require "streamhost.ffi"
+local dstream = require "streamhost.dstream"
+local rddmod = require "streamhost.rdd"
+local scheduler = require "streamhost.scheduler"
+
+local C = shffi.C
+local DStream = dstream.DStream
+local type, ipairs, pairs, error = type, ipairs, pairs, error
+
+local M = {}
+
+local next_sid = 0  -- stream ids of the workers' state stores, unique in the process
+
+local NO_CHECKPOINT = "The checkpoint directory has not been set. Please set it by StreamingContext.checkpoint()"
+M.NO_CHECKPOINT = NO_CHECKPOINT
+
+-- Spark refuses to start stateful and incremental streams without a checkpoint directory.
+local function validate(d)
+    local ssc = d._ssc
+    if not (ssc._checkpoint_dir or ssc.sparkContext._checkpoint_dir) then
+        error(NO_CHECKPOINT, 3)
+    end
+end
+
+-- Drops the references the driver holds on the blobs of a forgotten RDD of a stateful stream;
+-- a later use of the RDD is an error rather than a read of freed memory.
+local function release_rdd(rdd)
+    if rdd._kind ~= "blobs" then return end
+    for _, part in ipairs(rdd._parts) do
+        for i, b in ipairs(part) do
+            C.sh_ffi_blob_unref(ffi.gc(b, nil))
+            part[i] = nil
+        end
+    end
+    rdd._parts, rdd._kind = nil, "released"
+end
+
+local function forget(d, t)
+    local keep = d._remember_ms or d._slide_ms
+    for time, rdd in pairs(d._generated) do
+        if rdd and time <= t - keep then release_rdd(rdd) end
+    end
+    DStream._forget(d, t)
+end
+
+-- Drops the stream's state in every worker and the RDDs it still remembers.
+local function cleanup(d)
+    for time, rdd in pairs(d._generated) do
+        if rdd then release_rdd(rdd) end
+        d._generated[time] = nil
+    end
+    d._state_time = nil
+    local sc = d._ssc.sparkContext
+    if not d._touched or sc._stopped or sc._pool_ptr == nil then return end
+    d._touched = nil
+    local tasks = {}
+    for w = 0, sc.defaultParallelism - 1 do
+        tasks[w + 1] = { sink = { kind = "sh_state_drop", sids = { d._sid } }, part = w, affinity = w }
+    end
+    scheduler.run_tasks(sc, tasks)
+end
+
+-- A new stateful DStream: compute(d, t) as for dstream.new; d._sid names its state in the workers.
+function M.new(ssc, parents, compute, slide_ms)
+    local d = dstream.new(ssc, parents, compute, slide_ms)
+    next_sid = next_sid + 1
+    d._sid = next_sid
+    d._validate = validate
+    d._forget = forget
+    d._cleanup = cleanup
+    return d
+end
+
+-- Runs one update task per partition (0..n-1), each on the worker that owns the partition,
+-- with the sink that sink_of(p) returns; returns the RDD of the new state (n partitions).
+function M.update(d, n, sink_of)
+    local sc = d._ssc.sparkContext
+    local nworkers = sc.defaultParallelism
+    d._touched = true
+    local tasks = {}
+    for p = 0, n - 1 do
+        local sink = sink_of(p)
+        sink.sid, sink.nworkers = d._sid, nworkers
+        tasks[p + 1] = { sink = sink, part = p, affinity = p }
+    end
+    local results = scheduler.run_tasks(sc, tasks)
+    local parts = {}
+    for p, nums in ipairs(results) do
+        local part = {}
+        for i, num in ipairs(nums) do part[i] = shffi.own_blob(shffi.number_to_blob(num)) end
+        parts[p] = part
+    end
+    return rddmod.from_blobs(sc, parts)
+end
+
+-- What each worker's state store holds (for tests): an array by worker index of
+-- { index = w, parts = { [sid] = {partition, ...} } }.
+function M.worker_info(sc)
+    local tasks = {}
+    for w = 0, sc.defaultParallelism - 1 do
+        tasks[w + 1] = { sink = { kind = "sh_state_info" }, part = w, affinity = w }
+    end
+    return scheduler.run_tasks(sc, tasks)
+end
+
+-- -- updateStateByKey ----------------------------------------------------------------------------
+
+-- updateFunc(newValues, lastState) -> new state, or nil to drop the key; newValues is an array
+-- (empty when the key has only a state), lastState nil for a new key. initialRDD ({k, state}
+-- records, an RDD or an array) seeds the state.
+function DStream:updateStateByKey(updateFunc, numPartitions, initialRDD)
+    dstream.check_ship(updateFunc, "updateStateByKey")
+    local sc = self._ssc.sparkContext
+    local n = numPartitions or sc.defaultParallelism
+    if type(n) ~= "number" or n < 1 or n % 1 ~= 0 then
+        error("numPartitions must be a positive integer, got " .. tostring(numPartitions), 2)
+    end
+    if initialRDD ~= nil and getmetatable(initialRDD) ~= rddmod.RDD then
+        if type(initialRDD) ~= "table" then
+            error("updateStateByKey: initialRDD must be an RDD or an array of {key, state}", 2)
+        end
+        initialRDD = sc:parallelize(initialRDD)
+    end
+    local fn = rddmod.ship_fn(updateFunc, "updateStateByKey")
+    return M.new(self._ssc, { self }, function(d, t)
+        local batch = d._parents[1]:_get(t)
+        if batch == nil then return nil end
+        local input = batch:partitionBy(n)
+        scheduler.prepare(sc, input)
+        local fresh = d._state_time == nil
+        local init
+        if fresh and initialRDD then
+            init = initialRDD:partitionBy(n)
+            scheduler.prepare(sc, init)
+        end
+        local rdd = M.update(d, n, function(p)
+            return { kind = "sh_state", fn = fn, input = input:_plan(p), fresh = fresh,
+                     init = init and init:_plan(p), time = t }
+        end)
+        d._state_time = t
+        return rdd
+    end)
+end
+
+return M

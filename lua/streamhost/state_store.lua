@@ -1,0 +1,267 @@
+-- streamhost.state_store: the worker side of stateful streams: each worker keeps the state of
+-- the partitions it owns (updateStateByKey, incremental windows) between batches, keyed by
+-- (stream id, partition), and updates it in the sinks below.
+--
+-- A partition's state is a list of blobs of encoded {k, v} records, CHUNK records each: the
+-- compact form costs less memory than a Lua table of the same pairs, and the blobs double as the
+-- partition of the stream's RDD (the driver gets one more reference to each, the data stays put).
+-- An update reads the old chunks one at a time and writes new ones; the old ones are released
+-- as soon as the new list is in place.
+local ffi = require "ffi"
+local shffi = require "streamhost.ffi"
+local codec = require "streamhost.codec"
+local keys = require "streamhost.keys"
+local ship = require "streamhost.ship"
+
+local C = shffi.C
+local type, pairs, ipairs, error = type, pairs, ipairs, error
+local slot, unslot = keys.slot, keys.unslot
+local getfn = ship.load
+
+local CHUNK = 8192
+
+local M = { CHUNK = CHUNK }
+
+-- stores[stream id][partition] = { chunks = {blob, ...}, time = ms of the last update }
+local stores = {}
+M.stores = stores
+
+-- -- A small map keyed like the engine's keys (composite keys by content) ------------------
+
+local function new_map()
+    return { vals = {}, cvals = {}, ckeys = {} }
+end
+
+local function map_get(m, k)
+    local t = type(k)
+    if t == "string" or t == "number" then return m.vals[k], k, false end
+    local s, composite = slot(k)
+    if composite then return m.cvals[s], s, true end
+    return m.vals[s], s, false
+end
+
+local function map_set(m, k, s, composite, v)
+    if composite then
+        m.cvals[s] = v
+        m.ckeys[s] = k
+    else
+        m.vals[s] = v
+    end
+end
+
+-- Removes k from m and returns what it held (nil when absent).
+local function map_take(m, k)
+    local v, s, composite = map_get(m, k)
+    if v ~= nil then map_set(m, k, s, composite, nil) end
+    return v
+end
+
+-- Calls f(k, v) for what is left in m (in no particular order).
+local function map_each(m, f)
+    for s, v in pairs(m.vals) do f(unslot(s), v) end
+    for s, v in pairs(m.cvals) do f(m.ckeys[s], v) end
+end
+
+-- Pushes every {k, v} record of the plans into m, merged with merge(old, new).
+local function combine_plans(plans, merge, run)
+    local m = new_map()
+    for _, plan in ipairs(plans) do
+        run(plan, function(kv)
+            if type(kv) ~= "table" then
+                error("a key-value operation needs {key, value} records, got a " .. type(kv), 0)
+            end
+            local k = kv[1]
+            local old, s, composite = map_get(m, k)
+            if old == nil then
+                map_set(m, k, s, composite, kv[2])
+            else
+                map_set(m, k, s, composite, merge(old, kv[2]))
+            end
+        end)
+    end
+    return m
+end
+
+-- -- Chunk writer ----------------------------------------------------------------------------
+
+local function new_writer()
+    local w = { chunks = {}, buf = {}, n = 0 }
+    function w.put(rec)
+        local n = w.n + 1
+        w.buf[n] = rec
+        w.n = n
+        if n >= CHUNK then
+            w.chunks[#w.chunks + 1] = codec.blob_of(w.buf)
+            w.buf, w.n = {}, 0
+            -- Rewriting a state makes garbage at the rate it reads; collecting as we go keeps
+            -- the worker's heap (and the pages its allocator keeps) near the live size.
+            collectgarbage("step", 1024)
+        end
+    end
+    function w.finish()
+        if w.n > 0 then w.chunks[#w.chunks + 1] = codec.blob_of(w.buf) end
+        w.buf, w.n = nil, 0
+        return w.chunks
+    end
+    return w
+end
+
+local function release(chunks)
+    if chunks == nil then return end
+    for i, b in ipairs(chunks) do
+        C.sh_ffi_blob_unref(ffi.gc(b, nil))
+        chunks[i] = nil
+    end
+end
+
+local function check_owner(worker, sink, part)
+    if worker.index >= 0 and sink.nworkers and worker.index ~= part % sink.nworkers then
+        error(string.format("stateful partition %d ran on worker %d, not on its owner %d",
+            part, worker.index, part % sink.nworkers), 0)
+    end
+end
+
+-- Installs the new chunks as the partition's state and returns their numbers, one reference
+-- each for the driver (which owns them from then on).
+local function commit(sid, part, chunks, time)
+    local per = stores[sid]
+    if per == nil then
+        per = {}
+        stores[sid] = per
+    end
+    local old = per[part]
+    per[part] = { chunks = chunks, time = time }
+    if old then release(old.chunks) end
+    local nums = {}
+    for i, b in ipairs(chunks) do
+        C.sh_ffi_blob_ref(b)
+        nums[i] = shffi.blob_to_number(b)
+    end
+    return nums
+end
+
+local function old_chunks(sid, part)
+    local per = stores[sid]
+    local st = per and per[part]
+    return st and st.chunks or {}
+end
+
+-- -- Sinks ---------------------------------------------------------------------------------------
+
+function M.install(worker)
+    local sinks, run = worker.sinks, worker.run_plan
+
+    -- An incremental window (Spark's ReducedWindowedDStream) over one partition: the previous
+    -- window's value, minus (invFunc) what left, plus (func) what entered, then filterFunc.
+    -- With sink.reset the window is rebuilt from sink.added alone.
+    function sinks.sh_window(_, sink, part)
+        check_owner(worker, sink, part)
+        local func, inv = getfn(sink.fn), getfn(sink.inv)
+        local keep = sink.filter and getfn(sink.filter)
+        local added = combine_plans(sink.added, func, run)
+        local removed = combine_plans(sink.removed, func, run)
+        local w = new_writer()
+        local put = w.put
+        if not sink.reset then
+            for _, chunk in ipairs(old_chunks(sink.sid, part)) do
+                codec.each(chunk, function(rec)
+                    local k, v = rec[1], rec[2]
+                    local r = map_take(removed, k)
+                    if r ~= nil then v = inv(v, r) end
+                    local a = map_take(added, k)
+                    if a ~= nil then v = func(v, a) end
+                    rec[2] = v
+                    if keep == nil or keep(rec) then put(rec) end
+                end)
+            end
+        end
+        map_each(added, function(k, v)
+            local rec = { k, v }
+            if keep == nil or keep(rec) then put(rec) end
+        end)
+        return commit(sink.sid, part, w.finish(), sink.time)
+    end
+
+    -- updateStateByKey over one partition: updateFunc(newValues, lastState) for every key with
+    -- new values or a state; a nil result drops the key. The first batch starts from
+    -- sink.init (the partition of initialRDD) instead of the stored state.
+    function sinks.sh_state(_, sink, part)
+        check_owner(worker, sink, part)
+        local update = getfn(sink.fn)
+        local news = new_map()
+        run(sink.input, function(kv)
+            if type(kv) ~= "table" then
+                error("updateStateByKey needs {key, value} records, got a " .. type(kv), 0)
+            end
+            local k = kv[1]
+            local vs, s, composite = map_get(news, k)
+            if vs == nil then
+                map_set(news, k, s, composite, { kv[2] })
+            else
+                vs[#vs + 1] = kv[2]
+            end
+        end)
+        local w = new_writer()
+        local put = w.put
+        local function visit(rec)
+            local r = update(map_take(news, rec[1]) or {}, rec[2])
+            if r ~= nil then
+                rec[2] = r
+                put(rec)
+            end
+        end
+        if sink.fresh then
+            if sink.init then
+                local seen = new_map()
+                run(sink.init, function(kv)
+                    local k = kv[1]
+                    local had, s, composite = map_get(seen, k)
+                    if had == nil then  -- a key given twice keeps its first state
+                        map_set(seen, k, s, composite, true)
+                        visit({ k, kv[2] })
+                    end
+                end)
+            end
+        else
+            for _, chunk in ipairs(old_chunks(sink.sid, part)) do codec.each(chunk, visit) end
+        end
+        map_each(news, function(k, vs)
+            local r = update(vs, nil)
+            if r ~= nil then put({ k, r }) end
+        end)
+        local nums = commit(sink.sid, part, w.finish(), sink.time)
+        collectgarbage()  -- the update made garbage of the whole state: free it before the next task
+        return nums
+    end
+
+    -- Drops the state of the given streams (the context stopped).
+    function sinks.sh_state_drop(_, sink)
+        local n = 0
+        for _, sid in ipairs(sink.sids) do
+            local per = stores[sid]
+            if per then
+                for _, st in pairs(per) do
+                    release(st.chunks)
+                    n = n + 1
+                end
+                stores[sid] = nil
+            end
+        end
+        return n
+    end
+
+    -- What this worker holds: { index = worker index, parts = { [sid] = {partition, ...} },
+    -- heap_kb = the size of its Lua heap }.
+    function sinks.sh_state_info()
+        local parts = {}
+        for sid, per in pairs(stores) do
+            local l = {}
+            for p in pairs(per) do l[#l + 1] = p end
+            table.sort(l)
+            parts[sid] = l
+        end
+        return { index = worker.index, parts = parts, heap_kb = collectgarbage("count") }
+    end
+end
+
+return M

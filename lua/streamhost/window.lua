@@ -1,0 +1,201 @@
+-- streamhost.window: windowed DStreams: window, reduceByKeyAndWindow (incremental with an
+-- inverse function, as Spark's ReducedWindowedDStream), reduceByWindow, countByWindow,
+-- countByValueAndWindow and groupByKeyAndWindow, installed as DStream methods.
+local dstream = require "streamhost.dstream"
+local rddmod = require "streamhost.rdd"
+local scheduler = require "streamhost.scheduler"
+local state = require "streamhost.state"
+
+local DStream = dstream.DStream
+local check_ship = dstream.check_ship
+local type, ipairs, error, floor = type, ipairs, error, math.floor
+
+local M = {}
+
+local function seconds(ms)
+    return string.format("%gs", ms / 1000)
+end
+
+local function to_ms(d, what, level)
+    if type(d) ~= "number" or d <= 0 then
+        error(what .. " must be a positive number of seconds, got " .. tostring(d), level + 1)
+    end
+    return floor(d * 1000 + 0.5)
+end
+
+-- The window and slide of a windowed stream over parent, in ms; Spark's checks, raised at the
+-- caller's caller (the job line that defines the stream).
+local function window_params(parent, windowDuration, slideDuration, level)
+    level = (level or 2) + 1
+    local ps = parent._slide_ms
+    local w = to_ms(windowDuration, "windowDuration", level)
+    local s = slideDuration == nil and ps or to_ms(slideDuration, "slideDuration", level)
+    if w % ps ~= 0 then
+        error(string.format("The window duration of windowed DStream (%s) must be a multiple of the slide duration of parent DStream (%s)",
+            seconds(w), seconds(ps)), level)
+    end
+    if s % ps ~= 0 then
+        error(string.format("The slide duration of windowed DStream (%s) must be a multiple of the slide duration of parent DStream (%s)",
+            seconds(s), seconds(ps)), level)
+    end
+    return w, s
+end
+M.window_params = window_params
+
+local function check_partitions(n, level)
+    if n ~= nil and (type(n) ~= "number" or n < 1 or n % 1 ~= 0) then
+        error("numPartitions must be a positive integer, got " .. tostring(n), level + 1)
+    end
+end
+
+-- The parent's RDDs of the times in (from, to], oldest first; times up to the context's zero
+-- time (before the first batch) have none.
+local function rdds_between(d, from, to)
+    local parent = d._parents[1]
+    local ps, zero = parent._slide_ms, d._ssc._zero_ms
+    local out = {}
+    for time = from + ps, to, ps do
+        if time > zero then
+            local r = parent:_get(time)
+            if r then out[#out + 1] = r end
+        end
+    end
+    return out
+end
+
+local function remember_window(w)
+    return function(_, own) return own + w end
+end
+
+-- -- window ------------------------------------------------------------------------------------
+
+local function windowed(parent, w, s)
+    local sc = parent._ssc.sparkContext
+    local d = dstream.new(parent._ssc, { parent }, function(d, t)
+        return rddmod.union_all(sc, rdds_between(d, t - w, t))
+    end, s)
+    d._parent_remember = remember_window(w)
+    return d
+end
+
+-- Every record of the batches in the last windowDuration seconds, every slideDuration seconds.
+function DStream:window(windowDuration, slideDuration)
+    local w, s = window_params(self, windowDuration, slideDuration)
+    return windowed(self, w, s)
+end
+
+-- -- reduceByKeyAndWindow ------------------------------------------------------------------------
+
+-- The incremental window over `reduced` (the parent reduced by key into n partitions): the
+-- previous window's value lives in the workers (partition p on worker p % nworkers); each slide
+-- subtracts the batches that left and adds those that entered. Falls back to reducing the
+-- whole window when there is no previous value (the first window, or a failed batch).
+local function incremental(reduced, fn, inv, filter, w, s, n)
+    local sc = reduced._ssc.sparkContext
+    local d = state.new(reduced._ssc, { reduced }, function(d, t)
+        local reset = d._state_time ~= t - s or s >= w
+        local added, removed
+        if reset then
+            added, removed = rdds_between(d, t - w, t), {}
+        else
+            added, removed = rdds_between(d, t - s, t), rdds_between(d, t - s - w, t - w)
+        end
+        for _, r in ipairs(added) do scheduler.prepare(sc, r) end
+        for _, r in ipairs(removed) do scheduler.prepare(sc, r) end
+        local rdd = state.update(d, n, function(p)
+            local a, r = {}, {}
+            for i, x in ipairs(added) do a[i] = x:_plan(p) end
+            for i, x in ipairs(removed) do r[i] = x:_plan(p) end
+            return { kind = "sh_window", fn = fn, inv = inv, filter = filter, added = a,
+                     removed = r, reset = reset, time = t }
+        end)
+        d._state_time = t
+        return rdd
+    end, s)
+    d._parent_remember = remember_window(w)
+    return d
+end
+
+local function reduce_by_key_and_window(self, func, invFunc, w, s, numPartitions, filterFunc)
+    local n = numPartitions or self._ssc.sparkContext.defaultParallelism
+    local reduced = self:reduceByKey(func, n)
+    if invFunc == nil then
+        return windowed(reduced, w, s):reduceByKey(func, n)
+    end
+    return incremental(reduced, rddmod.ship_fn(func, "reduceByKeyAndWindow", 3),
+        rddmod.ship_fn(invFunc, "reduceByKeyAndWindow (invFunc)", 3),
+        filterFunc and rddmod.ship_fn(filterFunc, "reduceByKeyAndWindow (filterFunc)", 3),
+        w, s, n)
+end
+
+-- reduceByKey over a sliding window; with invFunc incremental (new = old + entered - left),
+-- filterFunc({k, v}) keeping the pairs of the window worth keeping.
+function DStream:reduceByKeyAndWindow(func, invFunc, windowDuration, slideDuration, numPartitions, filterFunc)
+    check_ship(func, "reduceByKeyAndWindow")
+    if invFunc ~= nil then check_ship(invFunc, "reduceByKeyAndWindow (invFunc)") end
+    if filterFunc ~= nil then check_ship(filterFunc, "reduceByKeyAndWindow (filterFunc)") end
+    check_partitions(numPartitions, 2)
+    local w, s = window_params(self, windowDuration, slideDuration)
+    return reduce_by_key_and_window(self, func, invFunc, w, s, numPartitions, filterFunc)
+end
+
+-- -- Built on reduceByKeyAndWindow (as pyspark builds them) --------------------------------------
+
+local function key_one(x) return { 1, x } end
+local function second(kv) return kv[2] end
+local function one(_) return 1 end
+local function add(a, b) return a + b end
+local function sub(a, b) return a - b end
+local function pair_one(x) return { x, 1 } end
+local function positive(kv) return kv[2] > 0 end
+local function list_of(v) return { v } end
+local function extend(a, b)
+    for i = 1, #b do a[#a + 1] = b[i] end
+    return a
+end
+local function drop_prefix(a, b)  -- the values that left are the oldest ones, at the front
+    local out = {}
+    for i = #b + 1, #a do out[#out + 1] = a[i] end
+    return out
+end
+local function non_empty(kv) return #kv[2] > 0 end
+
+local function reduce_by_window(self, reduceFunc, invReduceFunc, w, s)
+    if invReduceFunc == nil then
+        return windowed(self:reduce(reduceFunc), w, s):reduce(reduceFunc)
+    end
+    return reduce_by_key_and_window(self:map(key_one), reduceFunc, invReduceFunc, w, s, 1):map(second)
+end
+
+-- One record per window: its records reduced with reduceFunc (incremental with invReduceFunc).
+function DStream:reduceByWindow(reduceFunc, invReduceFunc, windowDuration, slideDuration)
+    check_ship(reduceFunc, "reduceByWindow")
+    if invReduceFunc ~= nil then check_ship(invReduceFunc, "reduceByWindow (invReduceFunc)") end
+    local w, s = window_params(self, windowDuration, slideDuration)
+    return reduce_by_window(self, reduceFunc, invReduceFunc, w, s)
+end
+
+-- One record per window: the number of its records (incremental).
+function DStream:countByWindow(windowDuration, slideDuration)
+    local w, s = window_params(self, windowDuration, slideDuration)
+    return reduce_by_window(self:map(one), add, sub, w, s)
+end
+
+-- {value, count} for every distinct value of the window (incremental; values whose count fell
+-- to 0 leave the window's state).
+function DStream:countByValueAndWindow(windowDuration, slideDuration, numPartitions)
+    check_partitions(numPartitions, 2)
+    local w, s = window_params(self, windowDuration, slideDuration)
+    return reduce_by_key_and_window(self:map(pair_one), add, sub, w, s, numPartitions, positive)
+end
+
+-- {k, {values}} for every key of the window, values oldest first (incremental, as pyspark;
+-- keys whose values all left the window are dropped, as in Spark's Scala API).
+function DStream:groupByKeyAndWindow(windowDuration, slideDuration, numPartitions)
+    check_partitions(numPartitions, 2)
+    local w, s = window_params(self, windowDuration, slideDuration)
+    return reduce_by_key_and_window(self:mapValues(list_of), extend, drop_prefix, w, s,
+        numPartitions, non_empty)
+end
+
+return M

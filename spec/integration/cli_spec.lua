@@ -1,0 +1,176 @@
+-- spec/integration/cli_spec.lua: the host/streamhost executable as a subprocess: options, exit
+-- statuses, errors naming the script file and line, `arg`, and SIGINT stopping a job gracefully.
+local helpers = require "spec.helpers"
+
+local HOST = os.getenv("STREAMHOST") or "host/streamhost"
+
+local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+
+-- Runs the host with `args` (a shell-quoted string); returns exit status, stdout, stderr.
+local function run(args)
+    local dir = helpers.tmpdir()
+    local p = assert(io.popen(string.format("timeout 30 %s %s >%s/out 2>%s/err </dev/null; echo $?",
+        HOST, args, dir, dir), "r"))
+    local status = tonumber(p:read("*a"):match("%d+"))
+    p:close()
+    local out, err = helpers.read_file(dir .. "/out"), helpers.read_file(dir .. "/err")
+    os.execute("rm -rf " .. q(dir))
+    return status, out, err
+end
+
+-- Writes a job script into a fresh directory; returns its path.
+local function job(text)
+    local path = helpers.tmpdir() .. "/job.lua"
+    helpers.write_file(path, text)
+    return path
+end
+
+describe("streamhost executable", function()
+    it("prints usage for --help and exits 0", function()
+        local status, out = run("--help")
+        assert.are.equal(0, status)
+        assert.matches("^usage: streamhost %[%-%-master local%[N%]%] JOB.lua", out)
+    end)
+
+    it("prints its version for --version and exits 0", function()
+        local status, out = run("--version")
+        assert.are.equal(0, status)
+        assert.matches("^streamhost %d+%.%d+%.%d+\n$", out)
+    end)
+
+    it("exits non-zero with the usage when no script is given", function()
+        local status, out, err = run("")
+        assert.are_not.equal(0, status)
+        assert.are.equal("", out)
+        assert.matches("no job script given", err)
+        assert.matches("usage: streamhost", err)
+    end)
+
+    it("exits non-zero naming an unknown option", function()
+        local status, _, err = run("--frobnicate x.lua")
+        assert.are_not.equal(0, status)
+        assert.matches("unknown option '%-%-frobnicate'", err)
+    end)
+
+    it("exits non-zero naming a script that does not exist", function()
+        local status, _, err = run("/nonexistent/job.lua")
+        assert.are_not.equal(0, status)
+        assert.matches("/nonexistent/job.lua", err, 1, true)
+    end)
+
+    it("reports a syntax error with the script's file and line", function()
+        local path = job("local x = 1\nlocal y = = 2\n")
+        local status, _, err = run(q(path))
+        assert.are_not.equal(0, status)
+        assert.matches(path .. ":2:", err, 1, true)
+    end)
+
+    it("reports an error the script raises with its file and line", function()
+        local path = job("local sh = require 'streamhost'\n\nerror('job failed on purpose')\n")
+        local status, _, err = run(q(path))
+        assert.are_not.equal(0, status)
+        assert.matches(path .. ":3: job failed on purpose", err, 1, true)
+    end)
+
+    it("reports an error in a worker function of a streaming job with its file and line", function()
+        local path = job([[
+local sh = require "streamhost"
+local ssc = sh.StreamingContext(sh.SparkContext.getOrCreate(), 0.05)
+ssc:queueStream({ { 1, 2 } }):map(function(x)
+    error("cannot map " .. x)
+end):pprint()
+ssc:start()
+ssc:awaitTermination()
+]])
+        local status, _, err = run(q(path))
+        assert.are_not.equal(0, status)
+        assert.matches(path .. ":4: cannot map %d", err)
+    end)
+
+    it("hands the arguments to the script as `arg`", function()
+        local path = job("io.write(arg[0], '|', arg[1], '|', arg[2], '|', #arg, '\\n')\n")
+        local status, out = run(q(path) .. " first 'second arg'")
+        assert.are.equal(0, status)
+        assert.are.equal(path .. "|first|second arg|2\n", out)
+    end)
+
+    it("exits 0 when the job stops itself", function()
+        local path = job([[
+local sh = require "streamhost"
+local ssc = sh.StreamingContext(sh.SparkContext.getOrCreate(), 0.05)
+local n = 0
+ssc:queueStream({ { "a" }, { "b" }, { "c" } }):foreachRDD(function(rdd)
+    n = n + 1
+    io.write(table.concat(rdd:collect(), ","), "\n")
+    if n == 3 then ssc:stop() end
+end)
+ssc:start()
+ssc:awaitTermination()
+io.write("done\n")
+]])
+        local status, out, err = run(q(path))
+        assert.are.equal(0, status, err)
+        assert.are.equal("a\nb\nc\ndone\n", out)
+    end)
+
+    it("stops a running job gracefully on SIGINT and exits 0", function()
+        local path = job([[
+local sh = require "streamhost"
+io.stdout:setvbuf("no")
+local ssc = sh.StreamingContext(sh.SparkContext.getOrCreate(), 0.05)
+ssc:queueStream({}, true, { 1 }):foreachRDD(function(rdd) io.write("batch ", rdd:count(), "\n") end)
+ssc:start()
+ssc:awaitTermination()
+io.write("stopped\n")
+]])
+        local dir = helpers.tmpdir()
+        os.execute(string.format("(timeout 30 %s %s >%s/out 2>%s/err </dev/null & echo $! >%s/pid; wait $!; echo $? >%s/rc) &",
+            HOST, q(path), dir, dir, dir, dir))
+        local function wait_file(name, pattern)
+            for _ = 1, 200 do
+                local s = helpers.read_file(dir .. "/" .. name)
+                if s and s:find(pattern) then return s end
+                helpers.sleep(0.025)
+            end
+        end
+        assert.is_truthy(wait_file("out", "batch 1\n"), "the job never ran a batch")
+        local pid = assert(tonumber(wait_file("pid", "%d+"):match("%d+")))
+        -- `timeout` forwards the signal to the host it runs.
+        assert.are.equal(0, os.execute("kill -INT " .. pid))
+        local rc = wait_file("rc", "%d+")
+        local out, err = helpers.read_file(dir .. "/out"), helpers.read_file(dir .. "/err")
+        os.execute("rm -rf " .. q(dir))
+        assert.is_truthy(rc, "the job did not stop within 5 s of SIGINT")
+        assert.are.equal(0, tonumber(rc:match("%d+")), err)
+        assert.matches("batch 1\nstopped\n$", out)
+    end)
+
+    it("gives the script's SparkContext the --master parallelism", function()
+        local path = job([[
+local sh = require "streamhost"
+io.write(sh.SparkContext.getOrCreate().defaultParallelism, "\n")
+]])
+        local status, out = run("--master 'local[3]' " .. q(path))
+        assert.are.equal(0, status)
+        assert.are.equal("3\n", out)
+        status, out = run("--master=local " .. q(path))
+        assert.are.equal(0, status)
+        assert.are.equal("1\n", out)
+    end)
+
+    it("refuses a bad --master with a clear error", function()
+        local path = job("io.write('ran\\n')\n")
+        for _, m in ipairs({ "yarn", "local[0]", "local[x]", "local[2" }) do
+            local status, out, err = run("--master " .. q(m) .. " " .. q(path))
+            assert.are_not.equal(0, status, m)
+            assert.are.equal("", out, m)
+            assert.matches("invalid master '" .. m:gsub("%p", "%%%0") .. "': expected local, local%[N%] or local%[%*%]", err)
+        end
+    end)
+
+    it("refuses --master without a value", function()
+        local status, _, err = run("--master")
+        assert.are_not.equal(0, status)
+        assert.matches("%-%-master", err)
+    end)
+end)
