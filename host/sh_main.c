@@ -45,7 +45,11 @@ int main(int argc, char **argv)
         } else if (strcmp(argv[i], "--version") == 0) {
             printf("streamhost %s\n", STREAMHOST_VERSION);
             return 0;
-        } else if (strcmp(argv[i], "--master") == 0 && i + 1 < argc) {
+        } else if (strcmp(argv[i], "--master") == 0) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "streamhost: --master needs a value: local, local[N] or local[*]\n");
+                return 2;
+            }
             master = argv[++i];
         } else if (strncmp(argv[i], "--master=", 9) == 0) {
             master = argv[i] + 9;

@@ -38,11 +38,22 @@ function M.collect_batches(ssc, stream, batches, opts)
     end)
     ssc:start()
     local deadline = os.time() + (opts.timeout or 20)
-    while #out < batches and os.time() < deadline do
-        ssc:awaitTerminationOrTimeout(0.05)
-    end
+    -- A batch's error is raised here; the context stops whatever happens, so that one failing
+    -- spec does not leave a running context behind for the next.
+    local ok, err = pcall(function()
+        while #out < batches and os.time() < deadline do
+            ssc:awaitTerminationOrTimeout(0.05)
+        end
+    end)
     ssc:stop(false, false)
+    if not ok then error(err, 0) end
     return out
+end
+
+-- Stops a StreamingContext a failed spec may have left running (for before_each).
+function M.stop_active()
+    local active = require("streamhost").StreamingContext.getActive()
+    if active then active:stop(false) end
 end
 
 -- Runs `input` (an array of batches, each an array of records) through f(dstream) and returns

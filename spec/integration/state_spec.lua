@@ -17,10 +17,7 @@ local function sum_update(values, last)
 end
 
 describe("DStream:updateStateByKey", function()
-    before_each(function()  -- a spec that failed mid-stream may have left its context running
-        local active = require("streamhost").StreamingContext.getActive()
-        if active then active:stop(false) end
-    end)
+    before_each(helpers.stop_active)  -- in case a failed spec left its context running
 
     local sc
     setup(function()

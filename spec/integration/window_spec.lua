@@ -51,10 +51,7 @@ local function error_of(f)
 end
 
 describe("DStream windows", function()
-    before_each(function()  -- a spec that failed mid-stream may have left its context running
-        local active = require("streamhost").StreamingContext.getActive()
-        if active then active:stop(false) end
-    end)
+    before_each(helpers.stop_active)  -- in case a failed spec left its context running
 
     local sc
     setup(function()
