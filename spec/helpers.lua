@@ -34,6 +34,8 @@ function M.collect_batches(ssc, stream, batches, opts)
             local recs = rdd:collect()
             if opts.sort ~= false then M.sorted(recs) end
             out[#out + 1] = recs
+            -- Stop at the end of this batch: no extra batch runs, however late the loop is.
+            if #out == batches then ssc:stop(false, false) end
         end
     end)
     ssc:start()
