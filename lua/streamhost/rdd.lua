@@ -313,24 +313,56 @@ function RDD:distinct(numPartitions)
     return self:map(pair_true):reduceByKey(keep_first, numPartitions):keys()
 end
 
--- Sorted by keyfunc(x) into numPartitions partitions of consecutive ranges. The records are
--- gathered in the driver to choose the ranges (Spark samples them in a job of its own).
+-- Sorted by keyfunc(x) into numPartitions partitions of consecutive key ranges, as Spark does:
+-- a first job samples the keys to choose the ranges, a shuffle sends each record to its range,
+-- and each partition is sorted on its own. Records with equal keys keep their order within a
+-- partition.
+local SAMPLES_PER_PARTITION = 20
+
 function RDD:sortBy(keyfunc, ascending, numPartitions)
     keyfunc = keyfunc or identity
     check_fn(keyfunc, "sortBy")
     if ascending == nil then ascending = true end
-    local n = numPartitions or self._n
-    local all = self:collect()
-    local decorated = {}
-    for i, x in ipairs(all) do decorated[i] = { keyfunc(x), i, x } end
-    table.sort(decorated, function(a, b)
-        if keys.less(a[1], b[1]) then return ascending end
-        if keys.less(b[1], a[1]) then return not ascending end
-        return a[2] < b[2]
-    end)
-    local sorted = {}
-    for i, d in ipairs(decorated) do sorted[i] = d[3] end
-    return self.ctx:parallelize(sorted, math.max(n, 1))
+    local n = default_partitions(self, numPartitions)
+    local less = keys.less
+    local want = SAMPLES_PER_PARTITION * n
+    local sample = self:mapPartitions(function(it)
+        local ks = {}
+        for x in it do ks[#ks + 1] = keyfunc(x) end
+        table.sort(ks, less)
+        local step, out = math.max(1, #ks / want), {}
+        for i = 1, #ks, step do out[#out + 1] = ks[math.floor(i)] end
+        return out
+    end):collect()
+    table.sort(sample, less)
+    local bounds = {}  -- n - 1 keys; range i holds the keys up to bounds[i]
+    for i = 1, n - 1 do
+        local b = sample[math.floor(i * #sample / n)]
+        if b ~= nil then bounds[#bounds + 1] = b end
+    end
+    local function range_of(k)
+        local lo, hi = 1, #bounds + 1  -- the first bound not less than k
+        while lo < hi do
+            local mid = math.floor((lo + hi) / 2)
+            if less(bounds[mid], k) then lo = mid + 1 else hi = mid end
+        end
+        return ascending and lo - 1 or n - lo
+    end
+    local function sort_partition(it)
+        local arr = {}
+        for kv in it do arr[#arr + 1] = { kv[1], #arr, kv[2] } end
+        table.sort(arr, function(a, b)
+            if less(a[1], b[1]) then return ascending end
+            if less(b[1], a[1]) then return not ascending end
+            return a[2] < b[2]
+        end)
+        local out = {}
+        for i, d in ipairs(arr) do out[i] = d[3] end
+        return out
+    end
+    return self:map(function(x) return { keyfunc(x), x } end)
+               :partitionBy(n, range_of)
+               :mapPartitions(sort_partition)
 end
 
 local function first_of(kv) return kv[1] end
@@ -436,22 +468,32 @@ function RDD:sum()
     return self:fold(0, function(a, b) return a + b end)
 end
 
-function RDD:top(num, key)
-    local all = self:collect()
+-- The num first records in the order `before` (a strict order on keyfunc's keys): each
+-- partition keeps its own num first, the driver merges them.
+local function first_records(rdd, num, key, before)
     local kf = key or identity
-    table.sort(all, function(a, b) return keys.less(kf(b), kf(a)) end)
-    local out = {}
-    for i = 1, math.min(num, #all) do out[i] = all[i] end
-    return out
+    local function ordered(a, b) return before(kf(a), kf(b)) end
+    local function firsts(it)
+        local arr = {}
+        for x in it do arr[#arr + 1] = x end
+        table.sort(arr, ordered)
+        for i = #arr, num + 1, -1 do arr[i] = nil end
+        return arr
+    end
+    local all = rdd:mapPartitions(firsts):collect()
+    table.sort(all, ordered)
+    for i = #all, num + 1, -1 do all[i] = nil end
+    return all
+end
+
+local function greater(a, b) return keys.less(b, a) end
+
+function RDD:top(num, key)
+    return first_records(self, num, key, greater)
 end
 
 function RDD:takeOrdered(num, key)
-    local all = self:collect()
-    local kf = key or identity
-    table.sort(all, function(a, b) return keys.less(kf(a), kf(b)) end)
-    local out = {}
-    for i = 1, math.min(num, #all) do out[i] = all[i] end
-    return out
+    return first_records(self, num, key, keys.less)
 end
 
 function RDD:foreach(f)

@@ -43,4 +43,28 @@ describe("RDD", function()
         assert.is_false(ok)
         assert.matches("rdd_spec.lua:%d+: boom", tostring(err))
     end)
+
+    it("sorts many records into balanced consecutive ranges", function()
+        local data = {}
+        for i = 1, 5000 do data[i] = (i * 7919) % 5003 end
+        local parts = sc:parallelize(data, 7):sortBy(nil, true, 4):glom():collect()
+        assert.are.equal(4, #parts)
+        local all, prev = {}, -1
+        for _, part in ipairs(parts) do
+            assert.is_true(#part > 500, "an unbalanced range of " .. #part)
+            for _, x in ipairs(part) do
+                assert.is_true(x >= prev)
+                prev = x
+                all[#all + 1] = x
+            end
+        end
+        assert.are.equal(5000, #all)
+    end)
+
+    it("takes the top and the first records in order without gathering the RDD", function()
+        local r = sc:parallelize({ 5, 1, 9, 3, 7, 2, 8 }, 3)
+        assert.are.same({ 9, 8, 7 }, r:top(3))
+        assert.are.same({ 1, 2 }, r:takeOrdered(2))
+        assert.are.same({ 1, 2, 3 }, r:top(3, function(x) return -x end))
+    end)
 end)
