@@ -33,22 +33,24 @@ function M.blob_of(records)
     return shffi.own_blob(b)
 end
 
--- The array an ENCODED blob holds.
-function M.decode_blob(b)
+-- The array an ENCODED blob holds. Decoding makes a whole blob's tables and strings in one
+-- call, past the collector's pacing; a step sized to the blob keeps the collector level with
+-- it (else the heap, and the pages LuaJIT's allocator keeps, grow by a partition a time).
+local function decode_blob(b)
     dec:set(b.data, b.len)
     local arr = dec:decode()
     dec:reset()
+    collectgarbage("step", tonumber(b.len) / 1024)
     return arr
 end
+M.decode_blob = decode_blob
 
 -- Pushes every record of a blob into emit(record), in order; for LINES and FIXED blobs only
 -- those in bytes [from, to) when a range is given (a slice of a block, see split).
 function M.each(b, emit, from, to)
     local kind = b.kind
     if kind == BLOB_ENCODED then
-        dec:set(b.data, b.len)
-        local arr = dec:decode()
-        dec:reset()
+        local arr = decode_blob(b)
         for i = 1, #arr do emit(arr[i]) end
     elseif kind == BLOB_LINES then
         -- A run of lines first, then the records: two flat loops trace far better than

@@ -76,6 +76,15 @@ function M.new(ssc, parents, compute, slide_ms)
     return d
 end
 
+-- The plan of partition p of a state RDD: its chunks, read by the workers' sh_state_chunks
+-- (state_store), which paces the GC to the decoding; cached or released RDDs plan as usual.
+local function state_plan(rdd, p)
+    if rdd._kind ~= "blobs" or rdd._cached_parts then return rddmod.RDD._plan(rdd, p) end
+    local nums = {}
+    for i, b in ipairs(rdd._parts[p + 1]) do nums[i] = shffi.blob_to_number(b) end
+    return { op = "sh_state_chunks", blobs = nums }
+end
+
 -- Runs one update task per partition (0..n-1), each on the worker that owns the partition,
 -- with the sink that sink_of(p) returns; returns the RDD of the new state (n partitions).
 function M.update(d, n, sink_of)
@@ -95,7 +104,9 @@ function M.update(d, n, sink_of)
         for i, num in ipairs(nums) do part[i] = shffi.own_blob(shffi.number_to_blob(num)) end
         parts[p] = part
     end
-    return rddmod.from_blobs(sc, parts)
+    local rdd = rddmod.from_blobs(sc, parts)
+    rdd._plan = state_plan
+    return rdd
 end
 
 -- What each worker's state store holds (for tests): an array by worker index of

@@ -19,6 +19,7 @@ local slot, unslot = keys.slot, keys.unslot
 local getfn = ship.load
 
 local CHUNK = 8192
+local STEP_KB = 1024  -- GC work (KB) per CHUNK records decoded or written: about their garbage
 
 local M = { CHUNK = CHUNK }
 
@@ -95,7 +96,7 @@ local function new_writer()
             w.buf, w.n = {}, 0
             -- Rewriting a state makes garbage at the rate it reads; collecting as we go keeps
             -- the worker's heap (and the pages its allocator keeps) near the live size.
-            collectgarbage("step", 1024)
+            collectgarbage("step", STEP_KB)
         end
     end
     function w.finish()
@@ -150,6 +151,19 @@ end
 
 function M.install(worker)
     local sinks, run = worker.sinks, worker.run_plan
+
+    -- Reading a stateful stream's RDD (its partitions are the state chunks): each chunk is
+    -- decoded in one go, a burst of CHUNK tables and strings with one GC check, and a cheap
+    -- consumer (count, filter) allocates nothing more, so the incremental collector falls behind
+    -- by the whole partition (measured: ~120 bytes per state key of worker heap that the
+    -- allocator keeps). A GC step sized to the chunk after each keeps the heap near one chunk.
+    function worker.ops.sh_state_chunks(node, emit)
+        for _, n in ipairs(node.blobs) do
+            local b = shffi.number_to_blob(n)
+            codec.each(b, emit)
+            collectgarbage("step", STEP_KB * tonumber(b.count) / CHUNK)
+        end
+    end
 
     -- An incremental window (Spark's ReducedWindowedDStream) over one partition: the previous
     -- window's value, minus (invFunc) what left, plus (func) what entered, then filterFunc.
