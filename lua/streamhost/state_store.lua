@@ -10,12 +10,10 @@
 local ffi = require "ffi"
 local shffi = require "streamhost.ffi"
 local codec = require "streamhost.codec"
-local keys = require "streamhost.keys"
 local ship = require "streamhost.ship"
 
 local C = shffi.C
 local type, pairs, ipairs, error = type, pairs, ipairs, error
-local slot, unslot = keys.slot, keys.unslot
 local getfn = ship.load
 
 local CHUNK = 8192
@@ -27,59 +25,15 @@ local M = { CHUNK = CHUNK }
 local stores = {}
 M.stores = stores
 
--- -- A small map keyed like the engine's keys (composite keys by content) ------------------
+-- The worker's keyed maps and combiners (composite keys by content), bound by install():
+-- worker.lua loads this module, so it cannot be required from here.
+local new_keymap, keymap_get, keymap_set, keymap_take, keymap_each, combiner
+local identity, list_of, list_append
 
-local function new_map()
-    return { vals = {}, cvals = {}, ckeys = {} }
-end
-
-local function map_get(m, k)
-    local t = type(k)
-    if t == "string" or t == "number" then return m.vals[k], k, false end
-    local s, composite = slot(k)
-    if composite then return m.cvals[s], s, true end
-    return m.vals[s], s, false
-end
-
-local function map_set(m, k, s, composite, v)
-    if composite then
-        m.cvals[s] = v
-        m.ckeys[s] = k
-    else
-        m.vals[s] = v
-    end
-end
-
--- Removes k from m and returns what it held (nil when absent).
-local function map_take(m, k)
-    local v, s, composite = map_get(m, k)
-    if v ~= nil then map_set(m, k, s, composite, nil) end
-    return v
-end
-
--- Calls f(k, v) for what is left in m (in no particular order).
-local function map_each(m, f)
-    for s, v in pairs(m.vals) do f(unslot(s), v) end
-    for s, v in pairs(m.cvals) do f(m.ckeys[s], v) end
-end
-
--- Pushes every {k, v} record of the plans into m, merged with merge(old, new).
+-- Pushes every {k, v} record of the plans into one map, merged with merge(old, new).
 local function combine_plans(plans, merge, run)
-    local m = new_map()
-    for _, plan in ipairs(plans) do
-        run(plan, function(kv)
-            if type(kv) ~= "table" then
-                error("a key-value operation needs {key, value} records, got a " .. type(kv), 0)
-            end
-            local k = kv[1]
-            local old, s, composite = map_get(m, k)
-            if old == nil then
-                map_set(m, k, s, composite, kv[2])
-            else
-                map_set(m, k, s, composite, merge(old, kv[2]))
-            end
-        end)
-    end
+    local m, add = combiner(identity, merge)
+    for _, plan in ipairs(plans) do run(plan, add) end
     return m
 end
 
@@ -151,6 +105,9 @@ end
 
 function M.install(worker)
     local sinks, run = worker.sinks, worker.run_plan
+    new_keymap, keymap_get, keymap_set = worker.new_keymap, worker.keymap_get, worker.keymap_set
+    keymap_take, keymap_each, combiner = worker.keymap_take, worker.keymap_each, worker.combiner
+    identity, list_of, list_append = worker.identity, worker.list_of, worker.list_append
 
     -- Reading a stateful stream's RDD (its partitions are the state chunks): each chunk is
     -- decoded in one go, a burst of CHUNK tables and strings with one GC check, and a cheap
@@ -180,16 +137,16 @@ function M.install(worker)
             for _, chunk in ipairs(old_chunks(sink.sid, part)) do
                 codec.each(chunk, function(rec)
                     local k, v = rec[1], rec[2]
-                    local r = map_take(removed, k)
+                    local r = keymap_take(removed, k)
                     if r ~= nil then v = inv(v, r) end
-                    local a = map_take(added, k)
+                    local a = keymap_take(added, k)
                     if a ~= nil then v = func(v, a) end
                     rec[2] = v
                     if keep == nil or keep(rec) then put(rec) end
                 end)
             end
         end
-        map_each(added, function(k, v)
+        keymap_each(added, function(k, v)
             local rec = { k, v }
             if keep == nil or keep(rec) then put(rec) end
         end)
@@ -202,23 +159,12 @@ function M.install(worker)
     function sinks.sh_state(_, sink, part)
         check_owner(worker, sink, part)
         local update = getfn(sink.fn)
-        local news = new_map()
-        run(sink.input, function(kv)
-            if type(kv) ~= "table" then
-                error("updateStateByKey needs {key, value} records, got a " .. type(kv), 0)
-            end
-            local k = kv[1]
-            local vs, s, composite = map_get(news, k)
-            if vs == nil then
-                map_set(news, k, s, composite, { kv[2] })
-            else
-                vs[#vs + 1] = kv[2]
-            end
-        end)
+        local news, add = combiner(list_of, list_append)
+        run(sink.input, add)
         local w = new_writer()
         local put = w.put
         local function visit(rec)
-            local r = update(map_take(news, rec[1]) or {}, rec[2])
+            local r = update(keymap_take(news, rec[1]) or {}, rec[2])
             if r ~= nil then
                 rec[2] = r
                 put(rec)
@@ -226,12 +172,12 @@ function M.install(worker)
         end
         if sink.fresh then
             if sink.init then
-                local seen = new_map()
+                local seen = new_keymap()
                 run(sink.init, function(kv)
                     local k = kv[1]
-                    local had, s, composite = map_get(seen, k)
+                    local had, s, composite = keymap_get(seen, k)
                     if had == nil then  -- a key given twice keeps its first state
-                        map_set(seen, k, s, composite, true)
+                        keymap_set(seen, k, s, composite, true, true)
                         visit({ k, kv[2] })
                     end
                 end)
@@ -239,7 +185,7 @@ function M.install(worker)
         else
             for _, chunk in ipairs(old_chunks(sink.sid, part)) do codec.each(chunk, visit) end
         end
-        map_each(news, function(k, vs)
+        keymap_each(news, function(k, vs)
             local r = update(vs, nil)
             if r ~= nil then put({ k, r }) end
         end)

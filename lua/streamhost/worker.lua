@@ -72,20 +72,30 @@ local function keymap_set(m, k, s, composite, v, was_new)
     end
 end
 
--- Calls f(key, value) for every entry, in first-seen order.
+-- Removes k and returns what it held (nil when absent).
+local function keymap_take(m, k)
+    local v, s, composite = keymap_get(m, k)
+    if v ~= nil then keymap_set(m, k, s, composite, nil, false) end
+    return v
+end
+
+-- Calls f(key, value) for every entry still there, in first-seen order.
 local function keymap_each(m, f)
     local vals, cvals, ckeys, order = m.vals, m.cvals, m.ckeys, m.order
     for i = 1, m.n do
         local s = order[i]
         if type(s) == "table" and s ~= keys.NIL then
             s = s[1]
-            f(ckeys[s], cvals[s])
+            local v = cvals[s]
+            if v ~= nil then f(ckeys[s], v) end
         else
-            f(unslot(s), vals[s])
+            local v = vals[s]
+            if v ~= nil then f(unslot(s), v) end
         end
     end
 end
-M.new_keymap, M.keymap_get, M.keymap_set, M.keymap_each = new_keymap, keymap_get, keymap_set, keymap_each
+M.new_keymap, M.keymap_get, M.keymap_set, M.keymap_take, M.keymap_each =
+    new_keymap, keymap_get, keymap_set, keymap_take, keymap_each
 
 -- Combines a stream of {k, v} records: create(v) for a key's first value, merge(c, v) after.
 local function combiner(create, merge)
@@ -120,6 +130,7 @@ M.combiner = combiner
 local function identity(x) return x end
 local function list_of(v) return { v } end
 local function list_append(l, v) l[#l + 1] = v; return l end
+M.identity, M.list_of, M.list_append = identity, list_of, list_append
 
 -- -- Plans: a partition's computation, run push-style into emit ---------------------------
 
