@@ -29,7 +29,6 @@ typedef struct sh_recv_s {
     int nevents;
     int paused;
     int closed;                 /* the driver let go; freed on STOPPED */
-    double records;
 } sh_recv_t;
 
 static void drop_events(sh_recv_t *r)
@@ -113,7 +112,6 @@ static void on_lines(void *ud, const char *lines, size_t len, size_t count)
         return;
     }
     r->open->count += (uint32_t) count;
-    r->records += (double) count;
     r->queued_bytes += len;
     if (r->open->len >= r->block_bytes)
         seal(r);
@@ -209,11 +207,6 @@ SH_EXPORT int sh_ffi_recv_event(sh_recv_t *r, int *kind, char **msg)
     *msg = e->msg;
     sh_free(e);
     return 1;
-}
-
-SH_EXPORT double sh_ffi_recv_records(sh_recv_t *r)
-{
-    return r->records;
 }
 
 /* Stops receiving; data not taken is dropped. The receiver is freed once the socket closes. */

@@ -112,10 +112,4 @@ function M.count_lines(b, from, to)
     return n
 end
 
--- The number of records of a blob when it is known without decoding, else nil.
-function M.count(b)
-    if b.kind == BLOB_ENCODED then return nil end
-    return tonumber(b.count)
-end
-
 return M

@@ -46,7 +46,6 @@ sh_recv_t *sh_ffi_socket_open(sh_host_t *h, const char *host, int port, size_t m
                               size_t block_bytes, size_t max_queued, char **errmsg);
 int sh_ffi_recv_take(sh_recv_t *r, sh_blob_t **out, int max);
 int sh_ffi_recv_event(sh_recv_t *r, int *kind, char **msg);
-double sh_ffi_recv_records(sh_recv_t *r);
 void sh_ffi_recv_close(sh_recv_t *r);
 
 typedef struct sh_text_server_s sh_text_server_t;

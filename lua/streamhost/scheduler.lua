@@ -11,14 +11,6 @@ local M = {}
 local id_out, ok_out = ffi.new("double[1]"), ffi.new("int[1]")
 local res_out, len_out = ffi.new("char *[1]"), ffi.new("size_t[1]")
 
--- The first line of a worker error, for messages; the whole text stays available as .detail.
-local function task_error(text)
-    return setmetatable({ message = text:match("^[^\n]*"), detail = text }, {
-        __tostring = function(e) return e.detail end,
-    })
-end
-M.task_error = task_error
-
 -- Runs tasks ({plan, sink, part, affinity}) and returns their decoded results in order.
 -- Raises the first task error (a worker error names the user function's file and line) after
 -- every task has finished, so no task outlives the job.

@@ -197,11 +197,6 @@ function M.ship(f)
     return id
 end
 
--- Checks that a value could travel (used for values that are not functions).
-function M.pack(v, what)
-    return pack_value(v, { fns = {}, fn_ids = {}, recs = {}, next_id = 0, where = what or "?", path = "value" })
-end
-
 -- -- Unpacking (any state) -------------------------------------------------------------
 
 local unpack_value

@@ -273,7 +273,6 @@ end
 -- -- The batch -------------------------------------------------------------------------------
 
 local function traceback(e)
-    if type(e) == "table" and e.detail then return e.detail end
     return debug.traceback(tostring(e), 2)
 end
 

@@ -205,7 +205,6 @@ local function gather(node)
     run(node, function(x) n = n + 1; arr[n] = x end)
     return arr
 end
-M.gather = gather
 
 function ops.glom(node, emit)
     emit(gather(node.input))
