@@ -50,3 +50,50 @@ void sh_blob_unref(sh_blob_t *b)
     if (b != NULL && __atomic_sub_fetch(&b->refs, 1, __ATOMIC_ACQ_REL) == 0)
         sh_free(b);
 }
+
+int sh_bloblist_add(sh_bloblist_t *l, sh_blob_t *b)
+{
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 8;
+        sh_blob_t **nb = sh_realloc(l->blobs, cap * sizeof(*nb));
+        if (nb == NULL)
+            return SH_ENOMEM;
+        l->blobs = nb;
+        l->cap = cap;
+    }
+    sh_blob_ref(b);
+    l->blobs[l->n++] = b;
+    return 0;
+}
+
+int sh_bloblist_move(sh_bloblist_t *to, sh_bloblist_t *from)
+{
+    size_t i;
+
+    if (to->n + from->n > to->cap) {
+        size_t cap = to->cap ? to->cap : 8;
+        sh_blob_t **nb;
+        while (cap < to->n + from->n)
+            cap *= 2;
+        nb = sh_realloc(to->blobs, cap * sizeof(*nb));
+        if (nb == NULL)
+            return SH_ENOMEM;
+        to->blobs = nb;
+        to->cap = cap;
+    }
+    for (i = 0; i < from->n; i++)
+        to->blobs[to->n++] = from->blobs[i];
+    from->n = 0;
+    return 0;
+}
+
+void sh_bloblist_clear(sh_bloblist_t *l)
+{
+    size_t i;
+
+    for (i = 0; i < l->n; i++)
+        sh_blob_unref(l->blobs[i]);
+    sh_free(l->blobs);
+    l->blobs = NULL;
+    l->n = l->cap = 0;
+}

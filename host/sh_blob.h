@@ -33,4 +33,18 @@ void sh_blob_ref(sh_blob_t *b);
 /* Drops one reference; the last one frees the blob. NULL is ignored. Any thread. */
 void sh_blob_unref(sh_blob_t *b);
 
+/* A list of blob references: what one task made, or what one batch record holds. Loop or
+ * worker thread, one at a time (the list itself is not locked). */
+typedef struct sh_bloblist_s {
+    sh_blob_t **blobs;
+    size_t n, cap;
+} sh_bloblist_t;
+
+/* Adds `b` to the list, taking one new reference to it. 0 or SH_ENOMEM (then no reference). */
+int sh_bloblist_add(sh_bloblist_t *l, sh_blob_t *b);
+/* Moves every reference of `from` to `to` (from ends empty). 0 or SH_ENOMEM (nothing moved). */
+int sh_bloblist_move(sh_bloblist_t *to, sh_bloblist_t *from);
+/* Drops every reference the list holds and frees its array; the list is empty afterwards. */
+void sh_bloblist_clear(sh_bloblist_t *l);
+
 #endif

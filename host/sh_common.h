@@ -6,12 +6,10 @@
 #include <stddef.h>
 #include <stdlib.h>
 
-/* Error codes are negative errno values, as libuv's are, so uv errors pass through unchanged. */
+#include "streamhost.h"  /* the error codes: negative errno values, so uv errors pass through */
+#include <stdint.h>
+
 #define SH__ERR(e) (-(e))
-#define SH_ENOMEM  SH__ERR(ENOMEM)
-#define SH_EINVAL  SH__ERR(EINVAL)
-#define SH_ESTATE  SH__ERR(EALREADY) /* the object is in the wrong state for the call */
-#define SH_ELUA    SH__ERR(EPROTO)   /* a Lua error; the message is in the host's last error */
 
 /* All host allocation goes through these, so one place can count or fail them. */
 static inline void *sh_malloc(size_t n) { return malloc(n ? n : 1); }
@@ -22,5 +20,10 @@ static inline void sh_free(void *p) { free(p); }
 /* Duplicates `len` bytes of `s` plus a terminating NUL; NULL on allocation failure. */
 char *sh__strndup(const char *s, size_t len);
 char *sh__strdup(const char *s);
+
+/* Wall-clock time: epoch milliseconds, and epoch seconds with sub-millisecond precision. Batch
+ * times are epoch milliseconds, so receivers, the scheduler and Lua share this clock. */
+int64_t sh__now_ms(void);
+double sh__now(void);
 
 #endif

@@ -5,52 +5,33 @@
 #include "sh_fnreg.h"
 #include "sh_host.h"
 #include "sh_pool.h"
+#include "sh_sched.h"
 
-#include <string.h>
 #include <time.h>
+#include <string.h>
 #include <unistd.h>
 
 #define SH_EXPORT __attribute__((visibility("default")))
 
 /* -- Clock and loop ----------------------------------------------------- */
 
-/* Wall-clock time in epoch seconds with sub-millisecond precision. */
+/* Wall-clock time in epoch seconds with sub-millisecond precision. Any thread. */
 SH_EXPORT double sh_ffi_now(void)
 {
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
+    return sh__now();
 }
 
-static void on_pump_timeout(uv_timer_t *t)
+/* Takes the host's stop request: 1 when sh_host_stop() was called since the last take. */
+SH_EXPORT int sh_ffi_take_stop(sh_host_t *h)
 {
-    (void) t;  /* only there to make uv_run(UV_RUN_ONCE) return */
+    return __atomic_exchange_n(&h->stop_requested, 0, __ATOMIC_ACQ_REL);
 }
 
-/* Runs one turn of the driver loop: receivers read, timers fire, finished tasks and stop
- * requests wake it. Blocks at most `timeout_ms` (0: poll). Returns 1 while a stop request is
- * pending (until sh_ffi_clear_stop), else 0. Driver thread. */
-SH_EXPORT int sh_ffi_pump(sh_host_t *h, int timeout_ms)
+/* The driver's timer: the loop calls the driver's dispatch in `ms` milliseconds (0: on the
+ * next turn); a negative ms disarms it. Loop thread. */
+SH_EXPORT void sh_ffi_timer_arm(sh_host_t *h, double ms)
 {
-    if (timeout_ms <= 0) {
-        uv_run(&h->loop, UV_RUN_NOWAIT);
-    } else {
-        /* The loop's clock went stale while Lua ran. And a one-shot timer that fires in
-         * uv_run's own timer pass would leave its poll with no timeout at all, so the timer
-         * repeats: the poll never waits longer than timeout_ms. */
-        uv_update_time(&h->loop);
-        uv_timer_start(&h->pump_timer, on_pump_timeout, (uint64_t) timeout_ms, (uint64_t) timeout_ms);
-        uv_run(&h->loop, UV_RUN_ONCE);
-        uv_timer_stop(&h->pump_timer);
-    }
-    return __atomic_load_n(&h->stop_requested, __ATOMIC_ACQUIRE);
-}
-
-/* Clears a stop request once the job has acted on it. */
-SH_EXPORT void sh_ffi_clear_stop(sh_host_t *h)
-{
-    __atomic_store_n(&h->stop_requested, 0, __ATOMIC_RELEASE);
+    sh__host_arm_timer(h, ms);
 }
 
 SH_EXPORT const char *sh_ffi_master(sh_host_t *h)
@@ -102,16 +83,51 @@ SH_EXPORT double sh_ffi_pool_submit(sh_pool_t *p, int affinity, const char *payl
     return (double) sh_pool_submit(p, affinity, copy, len);
 }
 
-/* One finished task: returns 1 with *id, *ok and *result (free it with sh_ffi_free), or 0. */
+/* One finished task: returns 1 with *id, *ok, *result (free it with sh_ffi_free) and *made
+ * (the blobs the task created: a list the caller owns, NULL when empty; give it to a batch
+ * with sh_ffi_batch_hold or drop it with sh_ffi_bloblist_free), or 0. Loop thread. */
 SH_EXPORT int sh_ffi_pool_next_done(sh_pool_t *p, double *id, int *ok, char **result,
-                                    size_t *len)
+                                    size_t *len, sh_bloblist_t **made)
 {
     uint64_t tid;
-    int got = sh_pool_next_done(p, &tid, ok, result, len);
+    sh_bloblist_t list;
+    int got = sh_pool_next_done(p, &tid, ok, result, len, &list);
 
-    if (got)
-        *id = (double) tid;
-    return got;
+    *made = NULL;
+    if (!got)
+        return 0;
+    *id = (double) tid;
+    if (list.n > 0) {
+        *made = sh_malloc(sizeof(**made));
+        if (*made == NULL) {  /* the result names blobs it cannot hand over: a failed task */
+            sh_bloblist_clear(&list);
+            sh_free(*result);
+            *result = sh__strdup("out of memory handing over a task's blobs");
+            *len = *result ? strlen(*result) : 0;
+            *ok = 0;
+        } else {
+            **made = list;
+        }
+    } else {
+        sh_bloblist_clear(&list);
+    }
+    return 1;
+}
+
+/* Waits (blocking the thread, not turning the loop) until a task is finished or timeout_ms
+ * passed. For driver code that cannot yield. */
+SH_EXPORT int sh_ffi_pool_wait(sh_pool_t *p, int timeout_ms)
+{
+    return sh_pool_wait(p, timeout_ms);
+}
+
+/* Drops every reference of a list from sh_ffi_pool_next_done and frees it. NULL is ignored. */
+SH_EXPORT void sh_ffi_bloblist_free(sh_bloblist_t *l)
+{
+    if (l == NULL)
+        return;
+    sh_bloblist_clear(l);
+    sh_free(l);
 }
 
 /* -- Blobs --------------------------------------------------------------- */
@@ -128,6 +144,7 @@ SH_EXPORT sh_blob_t *sh_ffi_blob_new(int kind, const char *data, size_t len, uin
     b->len = len;
     b->reclen = reclen;
     b->count = count;
+    sh__pool_task_made(b);  /* in a worker's task, the task hands a reference to the driver */
     return b;
 }
 
@@ -193,4 +210,109 @@ SH_EXPORT uint32_t sh_ffi_hash_number(double x, uint32_t seed)
     memcpy(&bits, &x, sizeof bits);
     bits = mix64(bits ^ mix64(seed));
     return (uint32_t) (bits ^ (bits >> 32));
+}
+
+/* -- Batch scheduler and records (sh_sched.h) -------------------------------------------- */
+
+/* A scheduler for batches of batch_ms from first_ms (epoch ms) on the host's loop; when it
+ * seals records the host runs the driver's dispatch. NULL when out of memory. The caller frees
+ * it with sh_ffi_sched_free after closing the receivers that feed it. Loop thread, as every
+ * function below. */
+SH_EXPORT sh_sched_t *sh_ffi_sched_new(sh_host_t *h, double batch_ms, double first_ms)
+{
+    int err = 0;
+
+    return sh_sched_new(h->loop, (int64_t) batch_ms, (int64_t) first_ms, sh__host_dispatch_cb, h, &err);
+}
+
+SH_EXPORT void sh_ffi_sched_free(sh_sched_t *s)
+{
+    sh_sched_free(s);
+}
+
+SH_EXPORT int sh_ffi_sched_input_new(sh_sched_t *s, int kind, double block_bytes, double max_held)
+{
+    return sh_sched_input_new(s, kind, (size_t) block_bytes, (size_t) max_held);
+}
+
+SH_EXPORT double sh_ffi_sched_input_received(sh_sched_t *s, int input)
+{
+    return (double) sh_sched_input_received(s, input);
+}
+
+SH_EXPORT int sh_ffi_sched_flush(sh_sched_t *s)
+{
+    return sh_sched_flush(s);
+}
+
+SH_EXPORT void sh_ffi_sched_stop(sh_sched_t *s)
+{
+    sh_sched_stop(s);
+}
+
+SH_EXPORT sh_batch_t *sh_ffi_sched_take(sh_sched_t *s)
+{
+    return sh_sched_take(s);
+}
+
+SH_EXPORT double sh_ffi_sched_next_time(sh_sched_t *s)
+{
+    return (double) sh_sched_next_time(s);
+}
+
+SH_EXPORT double sh_ffi_batch_time(sh_batch_t *b)
+{
+    return (double) sh_batch_time(b);
+}
+
+/* Up to `max` blocks of input i from index `from` into out (borrowed: take a reference to keep
+ * one past sh_ffi_batch_release); returns how many. */
+SH_EXPORT int sh_ffi_batch_blocks(sh_batch_t *b, int input, int from, sh_blob_t **out, int max)
+{
+    size_t n, i;
+    sh_blob_t *const *blocks = sh_batch_blocks(b, input, &n);
+    int got = 0;
+
+    for (i = (size_t) from; i < n && got < max; i++)
+        out[got++] = blocks[i];
+    return got;
+}
+
+SH_EXPORT double sh_ffi_batch_records(sh_batch_t *b, int input)
+{
+    return (double) sh_batch_records(b, input);
+}
+
+SH_EXPORT double sh_ffi_batch_bytes(sh_batch_t *b, int input)
+{
+    return (double) sh_batch_bytes(b, input);
+}
+
+/* The record takes over the list (then freed) or, out of memory, the list's references are
+ * dropped now. */
+SH_EXPORT void sh_ffi_batch_hold(sh_batch_t *b, sh_bloblist_t *l)
+{
+    if (l == NULL)
+        return;
+    if (sh_batch_hold(b, l) != 0)
+        sh_bloblist_clear(l);
+    sh_free(l->blobs);
+    sh_free(l);
+}
+
+SH_EXPORT void sh_ffi_batch_release(sh_batch_t *b)
+{
+    sh_batch_release(b);
+}
+
+/* Blocks the calling thread for `ms` milliseconds (driver code that cannot yield). */
+SH_EXPORT void sh_ffi_sleep_ms(double ms)
+{
+    struct timespec ts;
+
+    if (ms <= 0)
+        return;
+    ts.tv_sec = (time_t) (ms / 1000);
+    ts.tv_nsec = (long) ((ms - (double) ts.tv_sec * 1000) * 1e6);
+    nanosleep(&ts, NULL);
 }

@@ -1,4 +1,5 @@
-/* sh_host.c: the embedding API: host lifecycle, loading and running a job script. */
+/* sh_host.c: the embedding API: host lifecycle, its loop (own or attached), loading and starting a
+ * job script, and the calls into the driver state's dispatch when the loop has news for it. */
 #include "sh_host.h"
 #include "sh_common.h"
 #include "sh_lua.h"
@@ -11,48 +12,172 @@
 #define SH_LUA_DIR "lua"
 #endif
 
+/* -- Calls into the driver state ------------------------------------------------------------ */
+
+/* Leaves streamhost.driver.<name> on the stack; 0 or SH_ELUA with *err set. */
+static int push_driver_fn(lua_State *L, const char *name, char **err)
+{
+    lua_getglobal(L, "require");                         /* require */
+    lua_pushliteral(L, "streamhost.driver");             /* require name */
+    if (sh__lua_pcall(L, 1, 1, err))
+        return SH_ELUA;                                  /* driver */
+    lua_getfield(L, -1, name);                           /* driver f */
+    lua_remove(L, -2);                                   /* f */
+    return 0;
+}
+
+/* The job is over: record its outcome, stop what still runs (driver.shutdown) and let the
+ * loop go (an own loop stops; on an attached one the host's handles no longer hold it). */
+static void finish(sh_host_t *h, const char *err)
+{
+    char *serr = NULL;
+
+    if (h->finished)
+        return;
+    h->finished = 1;
+    h->result = err ? SH_ELUA : 0;
+    if (err)
+        sh__host_set_error(h, err);
+    if (h->L != NULL) {
+        h->dispatching = 1;
+        if (push_driver_fn(h->L, "shutdown", &serr) == 0)
+            sh__lua_pcall(h->L, 0, 0, &serr);            /* - */
+        h->dispatching = 0;
+        if (serr != NULL && h->result == 0) {
+            sh__host_set_error(h, serr);
+            h->result = SH_ELUA;
+        }
+        sh_free(serr);
+    }
+    if (h->handles_open) {
+        uv_timer_stop(&h->timer);
+        uv_unref((uv_handle_t *) &h->wake);
+    }
+    if (!h->attached && h->loop != NULL)
+        uv_stop(h->loop);
+}
+
+/* Calls the function on top of the stack (with nargs arguments below it... above it) in the
+ * driver state; it answers (over, err). Finishes the job when it is over or raised. */
+static void call_and_check(sh_host_t *h, int nargs)
+{
+    lua_State *L = h->L;
+    char *err = NULL, *msg = NULL;
+    int over;
+
+    h->dispatching = 1;
+    if (sh__lua_pcall(L, nargs, 2, &err)) {              /* - */
+        h->dispatching = 0;
+        finish(h, err ? err : "out of memory in the driver");
+        sh_free(err);
+        return;
+    }                                                    /* over msg */
+    h->dispatching = 0;
+    over = lua_toboolean(L, -2);
+    if (lua_isstring(L, -1))
+        msg = sh__strdup(lua_tostring(L, -1));
+    lua_pop(L, 2);                                       /* - */
+    if (over)
+        finish(h, msg);
+    sh_free(msg);
+}
+
+static void dispatch(sh_host_t *h)
+{
+    if (h->finished || h->L == NULL || h->dispatching || !h->started)
+        return;
+    lua_rawgeti(h->L, LUA_REGISTRYINDEX, h->dispatch_ref); /* dispatch */
+    call_and_check(h, 0);
+}
+
+void sh__host_dispatch_cb(void *ud)
+{
+    dispatch(ud);
+}
+
 static void on_wake(uv_async_t *a)
 {
-    (void) a;  /* waking the loop is all it is for; the pump reads the queues */
+    dispatch(a->data);
 }
+
+static void on_timer(uv_timer_t *t)
+{
+    dispatch(t->data);
+}
+
+void sh__host_arm_timer(sh_host_t *h, double ms)
+{
+    if (!h->handles_open)
+        return;
+    if (ms < 0) {
+        uv_timer_stop(&h->timer);
+        return;
+    }
+    uv_update_time(h->loop);
+    uv_timer_start(&h->timer, on_timer, (uint64_t) (ms + 0.999), 0);
+}
+
+static void on_handle_closed(uv_handle_t *handle)
+{
+    sh_host_t *h = handle->data;
+
+    h->handles_closing--;
+}
+
+/* -- Lifecycle ---------------------------------------------------------------------------- */
 
 sh_host_t *sh_host_new(int *err)
 {
     sh_host_t *h = sh_calloc(1, sizeof(*h));
-    int rc;
 
     if (h == NULL) {
         *err = SH_ENOMEM;
         return NULL;
     }
     h->script_ref = LUA_NOREF;
-    rc = uv_loop_init(&h->loop);
-    if (rc)
-        goto fail_free;
-    rc = uv_async_init(&h->loop, &h->wake, on_wake);
-    if (rc)
-        goto fail_loop;
-    uv_timer_init(&h->loop, &h->pump_timer);
+    h->dispatch_ref = LUA_NOREF;
     h->lua_dir = sh__strdup(SH_LUA_DIR);
     h->master = sh__strdup("local[*]");
     if (h->lua_dir == NULL || h->master == NULL) {
-        rc = SH_ENOMEM;
-        goto fail_strings;
+        sh_free(h->lua_dir);
+        sh_free(h->master);
+        sh_free(h);
+        *err = SH_ENOMEM;
+        return NULL;
     }
     return h;
+}
 
-fail_strings:
-    sh_free(h->lua_dir);
-    sh_free(h->master);
-    uv_close((uv_handle_t *) &h->wake, NULL);
-    uv_close((uv_handle_t *) &h->pump_timer, NULL);
-    uv_run(&h->loop, UV_RUN_DEFAULT);
-fail_loop:
-    uv_loop_close(&h->loop);
-fail_free:
-    sh_free(h);
-    *err = rc;
-    return NULL;
+int sh_host_attach(sh_host_t *h, uv_loop_t *loop)
+{
+    if (h->L != NULL || h->loop != NULL || loop == NULL) {
+        sh__host_set_error(h, loop == NULL ? "sh_host_attach needs a loop"
+                                           : "sh_host_attach must come before sh_host_load");
+        return loop == NULL ? SH_EINVAL : SH_ESTATE;
+    }
+    h->loop = loop;
+    h->attached = 1;
+    return 0;
+}
+
+/* Puts the host's own handles on its loop (its own loop first when not attached). */
+static int open_handles(sh_host_t *h)
+{
+    int rc;
+
+    if (h->loop == NULL) {
+        rc = uv_loop_init(&h->own_loop);
+        if (rc)
+            return rc;
+        h->loop = &h->own_loop;
+    }
+    rc = uv_async_init(h->loop, &h->wake, on_wake);
+    if (rc)
+        return rc;
+    uv_timer_init(h->loop, &h->timer);
+    h->wake.data = h->timer.data = h;
+    h->handles_open = 1;
+    return 0;
 }
 
 void sh__host_set_error(sh_host_t *h, const char *msg)
@@ -88,7 +213,7 @@ int sh_host_set_master(sh_host_t *h, const char *master)
 {
     char *copy;
 
-    if (h->running)
+    if (h->L != NULL)
         return SH_ESTATE;
     if (master == NULL || !valid_master(master)) {
         char msg[256];
@@ -131,9 +256,16 @@ int sh_host_load(sh_host_t *h, const char *script, int argc, const char *const *
     lua_State *L;
     int i;
 
-    if (h->running || h->L != NULL) {
+    if (h->L != NULL) {
         sh__host_set_error(h, "a script is already loaded on this host");
         return SH_ESTATE;
+    }
+    if (!h->handles_open) {
+        int rc = open_handles(h);
+        if (rc) {
+            sh__host_set_error(h, uv_strerror(rc));
+            return rc;
+        }
     }
     L = sh__lua_new(h->lua_dir);
     if (L == NULL)
@@ -161,63 +293,75 @@ int sh_host_load(sh_host_t *h, const char *script, int argc, const char *const *
         return SH_ELUA;
     }
     h->script_ref = luaL_ref(L, LUA_REGISTRYINDEX);      /* - */
+    {
+        char *err = NULL;
+        if (push_driver_fn(L, "dispatch", &err)) {
+            sh__host_set_error(h, err ? err : "out of memory loading the driver");
+            sh_free(err);
+            lua_close(L);
+            return SH_ELUA;
+        }                                                /* dispatch */
+        h->dispatch_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* - */
+    }
     h->L = L;
     return 0;
 }
 
-/* Calls streamhost.driver.<name>() in the driver state; 0 or SH_ELUA with the host's error set. */
-static int call_driver(sh_host_t *h, const char *name)
-{
-    lua_State *L = h->L;
-    char *err = NULL;
-
-    lua_getglobal(L, "require");                         /* require */
-    lua_pushliteral(L, "streamhost.driver");             /* require name */
-    if (sh__lua_pcall(L, 1, 1, &err))
-        goto fail;                                       /* driver */
-    lua_getfield(L, -1, name);                           /* driver f */
-    lua_remove(L, -2);                                   /* f */
-    if (sh__lua_pcall(L, 0, 0, &err))
-        goto fail;                                       /* - */
-    return 0;
-fail:
-    sh__host_set_error(h, err ? err : "out of memory");
-    sh_free(err);
-    return SH_ELUA;
-}
-
-int sh_host_run(sh_host_t *h)
+int sh_host_start(sh_host_t *h)
 {
     char *err = NULL;
-    int rc;
 
     if (h->L == NULL) {
         sh__host_set_error(h, "no job script is loaded");
         return SH_ESTATE;
     }
-    if (h->running)
+    if (h->started)
         return SH_ESTATE;
-    h->running = 1;
-    lua_rawgeti(h->L, LUA_REGISTRYINDEX, h->script_ref); /* chunk */
-    rc = sh__lua_pcall(h->L, 0, 0, &err);                /* - */
-    if (rc) {
-        call_driver(h, "shutdown");  /* the script's error is the one to report */
-        sh__host_set_error(h, err ? err : "out of memory");
+    h->started = 1;
+    if (push_driver_fn(h->L, "start", &err)) {
+        finish(h, err ? err : "out of memory starting the driver");
         sh_free(err);
-    } else {
-        /* A script that started a context without awaiting it keeps running until stopped. */
-        rc = call_driver(h, "run_until_stopped");
-        if (call_driver(h, "shutdown") && rc == 0)
-            rc = SH_ELUA;
+        return h->result;
+    }                                                    /* start */
+    lua_rawgeti(h->L, LUA_REGISTRYINDEX, h->script_ref); /* start chunk */
+    call_and_check(h, 1);                                /* - */
+    return h->finished ? h->result : 0;
+}
+
+int sh_host_run(sh_host_t *h)
+{
+    int rc;
+
+    if (h->attached) {
+        sh__host_set_error(h, "an attached host runs on its embedder's loop: turn that loop");
+        return SH_ESTATE;
     }
-    h->running = 0;
-    return rc;
+    if (!h->started) {
+        rc = sh_host_start(h);
+        if (rc || h->finished)
+            return rc;
+    }
+    if (!h->finished)
+        uv_run(h->loop, UV_RUN_DEFAULT);
+    if (!h->finished) {
+        sh__host_set_error(h, "the loop ended before the job");
+        return SH_ESTATE;
+    }
+    return h->result;
+}
+
+int sh_host_finished(const sh_host_t *h, int *rc)
+{
+    if (h->finished && rc != NULL)
+        *rc = h->result;
+    return h->finished;
 }
 
 void sh_host_stop(sh_host_t *h)
 {
     __atomic_store_n(&h->stop_requested, 1, __ATOMIC_RELEASE);
-    uv_async_send(&h->wake);
+    if (__atomic_load_n(&h->handles_open, __ATOMIC_ACQUIRE))
+        uv_async_send(&h->wake);
 }
 
 static void on_close_walk(uv_handle_t *handle, void *arg)
@@ -232,13 +376,27 @@ void sh_host_free(sh_host_t *h)
     if (h == NULL)
         return;
     if (h->L != NULL) {
+        if (h->started && !h->finished)
+            finish(h, NULL);
         /* Closing the state runs the finalizers of pools, receivers and blobs. */
         lua_close(h->L);
         h->L = NULL;
     }
-    uv_walk(&h->loop, on_close_walk, NULL);
-    uv_run(&h->loop, UV_RUN_DEFAULT);
-    uv_loop_close(&h->loop);
+    if (h->handles_open) {
+        h->handles_closing = 2;
+        uv_close((uv_handle_t *) &h->wake, on_handle_closed);
+        uv_close((uv_handle_t *) &h->timer, on_handle_closed);
+        h->handles_open = 0;
+        if (h->attached) {
+            while (h->handles_closing > 0)
+                uv_run(h->loop, UV_RUN_NOWAIT);
+        }
+    }
+    if (!h->attached && h->loop != NULL) {
+        uv_walk(h->loop, on_close_walk, NULL);
+        uv_run(h->loop, UV_RUN_DEFAULT);
+        uv_loop_close(h->loop);
+    }
     sh_free(h->lua_dir);
     sh_free(h->master);
     sh_free(h->last_error);

@@ -8,19 +8,35 @@
 #include <uv.h>
 
 struct sh_host_s {
-    uv_loop_t loop;
-    uv_async_t wake;        /* worker threads and sh_host_stop() wake the driver loop */
-    uv_timer_t pump_timer;  /* bounds one turn of the loop in sh_ffi_pump() */
+    uv_loop_t own_loop;     /* used unless the host is attached to an embedder's loop */
+    uv_loop_t *loop;        /* NULL until load (or attach) */
+    int attached;
+    int handles_open;       /* wake and timer are initialized on `loop` */
+    int handles_closing;    /* close callbacks still to come */
+    uv_async_t wake;        /* task completions and sh_host_stop() wake the loop */
+    uv_timer_t timer;       /* the driver's earliest deadline (awaitTermination, sleeps) */
     lua_State *L;           /* the driver state: the job script's own */
     int script_ref;         /* the compiled script, in L's registry */
+    int dispatch_ref;       /* streamhost.driver.dispatch, in L's registry */
     char *lua_dir;
     char *master;
     char *last_error;
-    int stop_requested;     /* atomic */
-    int running;
+    int stop_requested;     /* atomic: set by sh_host_stop() from any thread */
+    int started;
+    int finished;           /* the job is over; `result` holds its outcome */
+    int result;
+    int dispatching;        /* the driver state is running a dispatch (no re-entry) */
 };
 
 /* Replaces the host's last error with a copy of `msg`. */
 void sh__host_set_error(sh_host_t *h, const char *msg);
+
+/* Runs the driver's dispatch (task completions, timers, sealed batches, stop requests) unless
+ * the job is over; for the scheduler's sealed callback (`ud` is the host). Loop thread, from a
+ * loop callback only: never from inside Lua. */
+void sh__host_dispatch_cb(void *ud);
+
+/* Arms the driver timer: dispatch in `ms` milliseconds; a negative ms disarms it. Loop thread. */
+void sh__host_arm_timer(sh_host_t *h, double ms);
 
 #endif

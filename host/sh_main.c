@@ -5,8 +5,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 static sh_host_t *host;
+static long start_ms;                          /* monotonic ms when main began */
+static volatile sig_atomic_t first_signal_ms; /* ms after start_ms of the first stop signal, 0 = none */
 
 static void usage(FILE *out)
 {
@@ -21,16 +25,38 @@ static void usage(FILE *out)
             "  --help       this text\n"
             "  --version    the version\n"
             "\n"
-            "Ctrl-C stops the job gracefully; a second Ctrl-C ends the process.\n"
+            "Ctrl-C (or SIGTERM) stops the job gracefully; another one more than a second later\n"
+            "ends the process at once.\n"
             "Environment: STREAMHOST_LUA_DIR overrides where the streamhost Lua modules are.\n");
 }
 
+static long monotonic_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);  /* async-signal-safe */
+    return (long) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The first SIGINT/SIGTERM asks for a graceful stop. One delivered twice in quick succession
+ * (GNU timeout forwards it so, a terminal may too) is the same request; a second one more than
+ * a second later is a user who wants out now. */
 static void on_signal(int sig)
 {
-    /* The first signal asks for a graceful stop; the default action handles a second one. */
-    signal(sig, SIG_DFL);
-    if (host != NULL)
-        sh_host_stop(host);
+    static const char msg[] = "streamhost: second signal: exiting without finishing the job\n";
+    long now = monotonic_ms() - start_ms + 1;
+
+    if (first_signal_ms == 0) {
+        first_signal_ms = (sig_atomic_t) now;
+        if (host != NULL)
+            sh_host_stop(host);
+        return;
+    }
+    if (now - first_signal_ms > 1000) {
+        ssize_t ignored = write(2, msg, sizeof msg - 1);
+        (void) ignored;
+        _exit(128 + sig);
+    }
 }
 
 int main(int argc, char **argv)
@@ -38,6 +64,7 @@ int main(int argc, char **argv)
     const char *master = NULL, *lua_dir = getenv("STREAMHOST_LUA_DIR");
     int i = 1, err = 0, rc;
 
+    start_ms = monotonic_ms();
     for (; i < argc && argv[i][0] == '-' && argv[i][1] == '-'; i++) {
         if (strcmp(argv[i], "--help") == 0) {
             usage(stdout);
@@ -77,8 +104,13 @@ int main(int argc, char **argv)
     if (rc == 0)
         rc = sh_host_load(host, argv[i], argc - i - 1, (const char *const *) argv + i + 1);
     if (rc == 0) {
-        signal(SIGINT, on_signal);
-        signal(SIGTERM, on_signal);
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_signal;
+        sigemptyset(&sa.sa_mask);
+        sa.sa_flags = SA_RESTART;
+        sigaction(SIGINT, &sa, NULL);
+        sigaction(SIGTERM, &sa, NULL);
         signal(SIGPIPE, SIG_IGN);
         rc = sh_host_run(host);
     }

@@ -1,6 +1,7 @@
 /* sh_pool.c: worker threads, each with its own LuaJIT state, and the task queues between them
  * and the driver. */
 #include "sh_pool.h"
+#include "sh_blob.h"
 #include "sh_common.h"
 #include "sh_lua.h"
 
@@ -8,6 +9,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 typedef struct sh_task_s {
     struct sh_task_s *next;
@@ -15,7 +17,11 @@ typedef struct sh_task_s {
     char *payload;        /* the task, then the result */
     size_t len;
     int ok;
+    sh_bloblist_t made;   /* blobs the task created, one reference each */
 } sh_task_t;
+
+/* The task the calling worker thread runs, so that blobs it creates are recorded. */
+static _Thread_local sh_task_t *current_task;
 
 typedef struct {
     sh_task_t *head, *tail;
@@ -33,6 +39,7 @@ struct sh_pool_s {
     pthread_mutex_t mu;
     pthread_cond_t work;  /* a task was queued, or the pool is stopping */
     pthread_cond_t ready; /* a worker finished starting */
+    pthread_cond_t done_cv; /* a task finished */
     task_queue_t shared;
     task_queue_t done;
     uint64_t next_id;
@@ -74,6 +81,7 @@ static void queue_free(task_queue_t *q)
 
     while ((t = queue_pop(q)) != NULL) {
         sh_free(t->payload);
+        sh_bloblist_clear(&t->made);
         sh_free(t);
     }
 }
@@ -100,15 +108,20 @@ static void run_task(lua_State *L, sh_task_t *t)
     char *err = NULL;
     const char *res;
     size_t len = 0;
+    int rc;
 
     lua_pushvalue(L, 1);                                 /* run run */
     lua_pushlstring(L, t->payload, t->len);              /* run run payload */
     sh_free(t->payload);
     t->payload = NULL;
-    if (sh__lua_pcall(L, 1, 2, &err)) {                  /* run */
+    current_task = t;
+    rc = sh__lua_pcall(L, 1, 2, &err);                   /* run [ok result] */
+    current_task = NULL;
+    if (rc) {                                            /* run */
         t->ok = 0;
         t->payload = err;
         t->len = err ? strlen(err) : 0;
+        sh_bloblist_clear(&t->made);
         return;
     }
     t->ok = lua_toboolean(L, -2);                        /* run ok result */
@@ -119,6 +132,8 @@ static void run_task(lua_State *L, sh_task_t *t)
     t->len = t->payload ? len : 0;
     if (t->payload == NULL)
         t->ok = 0;
+    if (!t->ok)
+        sh_bloblist_clear(&t->made);  /* a failed task's blobs go nowhere */
     lua_pop(L, 2);                                       /* run */
     /* A task's records are garbage once it ends; collecting now, while little is live, is
      * cheap and keeps the worker's peak memory near one task's working set. */
@@ -157,6 +172,7 @@ static void *worker_main(void *arg)
         run_task(L, t);
         pthread_mutex_lock(&p->mu);
         queue_push(&p->done, t);
+        pthread_cond_broadcast(&p->done_cv);
         pthread_mutex_unlock(&p->mu);
         p->wake(p->wake_ud);
         pthread_mutex_lock(&p->mu);
@@ -185,6 +201,7 @@ sh_pool_t *sh_pool_new(int nworkers, const char *lua_dir, sh_pool_wake_cb wake, 
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->work, NULL);
     pthread_cond_init(&p->ready, NULL);
+    pthread_cond_init(&p->done_cv, NULL);
     p->wake = wake;
     p->wake_ud = ud;
     p->nworkers = nworkers;
@@ -234,6 +251,8 @@ uint64_t sh_pool_submit(sh_pool_t *p, int affinity, char *payload, size_t len)
     t->payload = payload;
     t->len = len;
     t->ok = 0;
+    t->made.blobs = NULL;
+    t->made.n = t->made.cap = 0;
     pthread_mutex_lock(&p->mu);
     id = t->id = p->next_id++;
     if (affinity >= 0)
@@ -245,7 +264,8 @@ uint64_t sh_pool_submit(sh_pool_t *p, int affinity, char *payload, size_t len)
     return id;
 }
 
-int sh_pool_next_done(sh_pool_t *p, uint64_t *id, int *ok, char **result, size_t *len)
+int sh_pool_next_done(sh_pool_t *p, uint64_t *id, int *ok, char **result, size_t *len,
+                      sh_bloblist_t *made)
 {
     sh_task_t *t;
 
@@ -258,8 +278,39 @@ int sh_pool_next_done(sh_pool_t *p, uint64_t *id, int *ok, char **result, size_t
     *ok = t->ok;
     *result = t->payload;
     *len = t->len;
+    *made = t->made;
     sh_free(t);
     return 1;
+}
+
+int sh_pool_wait(sh_pool_t *p, int timeout_ms)
+{
+    struct timespec until;
+    int any;
+
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += timeout_ms / 1000;
+    until.tv_nsec += (long) (timeout_ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&p->mu);
+    while (p->done.head == NULL) {
+        if (pthread_cond_timedwait(&p->done_cv, &p->mu, &until) != 0)
+            break;
+    }
+    any = p->done.head != NULL;
+    pthread_mutex_unlock(&p->mu);
+    return any;
+}
+
+void sh__pool_task_made(sh_blob_t *b)
+{
+    sh_task_t *t = current_task;
+
+    if (t != NULL)
+        sh_bloblist_add(&t->made, b);
 }
 
 int sh_pool_size(const sh_pool_t *p)
@@ -286,6 +337,7 @@ void sh_pool_free(sh_pool_t *p)
     queue_free(&p->done);
     sh_free(p->start_error);
     pthread_cond_destroy(&p->ready);
+    pthread_cond_destroy(&p->done_cv);
     pthread_cond_destroy(&p->work);
     pthread_mutex_destroy(&p->mu);
     sh_free((char *) p->lua_dir);

@@ -3,6 +3,8 @@
 #ifndef SH_POOL_H
 #define SH_POOL_H
 
+#include "sh_blob.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -22,10 +24,20 @@ sh_pool_t *sh_pool_new(int nworkers, const char *lua_dir, sh_pool_wake_cb wake, 
  * out of memory (the payload is freed). Driver thread. */
 uint64_t sh_pool_submit(sh_pool_t *p, int affinity, char *payload, size_t len);
 
-/* Takes one finished task, if any: returns 1 and sets *id, *ok (1 on success) and *result
- * (the runtime's result, or the error with traceback when !ok; the caller frees it with
- * sh_free), or returns 0 when none is finished. Driver thread. */
-int sh_pool_next_done(sh_pool_t *p, uint64_t *id, int *ok, char **result, size_t *len);
+/* Takes one finished task, if any: returns 1 and sets *id, *ok (1 on success), *result (the
+ * runtime's result, or the error with traceback when !ok; the caller frees it with sh_free)
+ * and *made (the blobs the task created, one reference each, now the caller's; empty for a
+ * failed task, whose blobs were released), or returns 0 when none is finished. Driver thread. */
+int sh_pool_next_done(sh_pool_t *p, uint64_t *id, int *ok, char **result, size_t *len,
+                      sh_bloblist_t *made);
+
+/* Blocks the calling thread until a finished task is waiting or timeout_ms passed, without
+ * turning any loop; 1 when one is waiting. For the driver when it cannot yield. */
+int sh_pool_wait(sh_pool_t *p, int timeout_ms);
+
+/* Worker thread: the running task keeps a reference to `b`, a blob it created, and hands it
+ * to the driver with its result (or drops it when the task fails). A no-op on other threads. */
+void sh__pool_task_made(sh_blob_t *b);
 
 int sh_pool_size(const sh_pool_t *p);
 

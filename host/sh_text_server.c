@@ -169,8 +169,8 @@ SH_EXPORT sh_text_server_t *sh_ffi_text_server_start(sh_host_t *h, const char *t
         s->text[len++] = '\n';
     s->len = len;
     s->lines_per_tick = lines_per_tick;
-    uv_tcp_init(&h->loop, &s->listener);
-    uv_timer_init(&h->loop, &s->tick);
+    uv_tcp_init(h->loop, &s->listener);
+    uv_timer_init(h->loop, &s->tick);
     s->listener.data = s->tick.data = s;
     s->open_handles = 2;
     uv_ip4_addr("127.0.0.1", port, &addr);

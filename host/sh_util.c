@@ -1,7 +1,8 @@
-/* sh_util.c: string helpers used across the host. */
+/* sh_util.c: string and clock helpers used across the host. */
 #include "sh_common.h"
 
 #include <string.h>
+#include <time.h>
 
 char *sh__strndup(const char *s, size_t len)
 {
@@ -17,4 +18,20 @@ char *sh__strndup(const char *s, size_t len)
 char *sh__strdup(const char *s)
 {
     return sh__strndup(s, strlen(s));
+}
+
+double sh__now(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
+}
+
+int64_t sh__now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }

@@ -1,18 +1,29 @@
-/* streamhost.h: the host as a library: create a host, load a job script, run it, stop it. */
+/* streamhost.h: the host as a library: create a host, put it on a libuv loop (its own or the
+ * embedder's), load a job script, start it, stop it. The contract is shared/API.md "Embedding". */
 #ifndef STREAMHOST_H
 #define STREAMHOST_H
 
-#define STREAMHOST_VERSION "0.1.0"
+#include <errno.h>
+#include <uv.h>
+
+#define STREAMHOST_VERSION "0.2.0"
+
+/* Every call returns 0 or one of these negative codes (negative errno values, as libuv's), with
+ * the reason in sh_host_last_error(), unless its comment says otherwise. */
+#define SH_EAGAIN (-EAGAIN)   /* try again later: nothing was taken */
+#define SH_EINVAL (-EINVAL)   /* a bad argument */
+#define SH_ENOMEM (-ENOMEM)   /* out of memory */
+#define SH_ESTATE (-EALREADY) /* the host is in the wrong state for the call */
+#define SH_ELUA   (-EPROTO)   /* a Lua error (the job script's): file, line and message */
 
 typedef struct sh_host_s sh_host_t;
 
-/* Creates a host with its own libuv loop. Nothing runs until sh_host_run(). Returns NULL and
- * sets *err (negative errno) on failure. The caller owns the host until sh_host_free(). */
+/* Creates a host. Nothing runs until sh_host_start() or sh_host_run(). Returns NULL and sets
+ * *err (negative errno) on failure. The caller owns the host until sh_host_free(). */
 sh_host_t *sh_host_new(int *err);
 
 /* The master a job gets when its script passes none to sh.SparkContext: "local", "local[N]" or
- * "local[*]" (the default). Returns 0, or SH_EINVAL (see sh_host_last_error) for another form.
- * Before sh_host_run() only. */
+ * "local[*]" (the default). SH_EINVAL for another form. Before sh_host_load() only. */
 int sh_host_set_master(sh_host_t *h, const char *master);
 /* Shorthand for sh_host_set_master(h, "local[n]"). */
 int sh_host_set_workers(sh_host_t *h, int n);
@@ -20,25 +31,42 @@ int sh_host_set_workers(sh_host_t *h, int n);
 /* Where the `streamhost` Lua modules live (the repository's lua/ folder by default). */
 int sh_host_set_lua_dir(sh_host_t *h, const char *dir);
 
+/* Puts the host on the embedder's loop instead of a loop of its own. Before sh_host_load().
+ * The embedder turns the loop (on the thread that calls every other sh_host_* function except
+ * sh_host_stop); the host never runs it itself. The loop must outlive the host. */
+int sh_host_attach(sh_host_t *h, uv_loop_t *loop);
+
 /* Loads (compiles) the job script; `argv` (argc strings) reach it as the global table `arg`,
  * with arg[0] the script path, as spark-submit passes them. Returns 0, or a negative code with
  * the reason (file, line) in sh_host_last_error(). The strings are copied. */
 int sh_host_load(sh_host_t *h, const char *script, int argc, const char *const *argv);
 
-/* Runs the loaded script on the calling thread (the driver thread) and then, while a
- * StreamingContext is active, its batches, until the job stops itself or sh_host_stop() is
- * called. Returns 0 on a clean stop; otherwise a negative code with the job's error (script
- * file and line) in sh_host_last_error(). */
+/* Runs the script's main chunk as a coroutine on the loop's thread; returns when the chunk has
+ * returned or waits (awaitTermination, collect, ...); the loop resumes it. SH_ELUA when the
+ * chunk raised before its first wait (the job is then over). Once, after sh_host_load(). */
+int sh_host_start(sh_host_t *h);
+
+/* Own loop only: starts the job if sh_host_start() was not called, then turns the loop until
+ * the job is over (the script returned and no StreamingContext runs, or it was stopped).
+ * Returns 0 on a clean end; otherwise a negative code with the job's error (script file and
+ * line) in sh_host_last_error(). SH_ESTATE on an attached host. */
 int sh_host_run(sh_host_t *h);
 
-/* Asks the running job to stop (gracefully: received data is processed first). Safe from any
- * thread and from a signal handler. */
+/* 1 when the job is over (its result in *rc when rc is not NULL: 0, or a negative code with
+ * the error in sh_host_last_error()), else 0. An embedder turning its own loop asks this to
+ * know when to stop. */
+int sh_host_finished(const sh_host_t *h, int *rc);
+
+/* Asks the running job to stop gracefully: receivers stop, the data they received is
+ * processed, then the job ends. Safe from any thread and from a signal handler. */
 void sh_host_stop(sh_host_t *h);
 
 /* The last error, or "" when there was none. Valid until the next call on the host. */
 const char *sh_host_last_error(const sh_host_t *h);
 
-/* Stops whatever still runs, closes the loop and frees the host. Not while sh_host_run() runs. */
+/* Stops whatever still runs, closes the host's handles and frees the host. Not from inside a
+ * callback of the host's loop; on an attached loop this turns the loop (UV_RUN_NOWAIT) until
+ * the host's own handles are closed. */
 void sh_host_free(sh_host_t *h);
 
 #endif

@@ -88,15 +88,9 @@ function M.read_file(path)
     return s
 end
 
+-- Waits `seconds` while the host's loop keeps turning (receivers read, batches run).
 function M.sleep(seconds)
-    local ffi = require "ffi"
-    local C = require("streamhost.ffi").C
-    local host = require("streamhost.ffi").host()
-    local deadline = C.sh_ffi_now() + seconds
-    while C.sh_ffi_now() < deadline do
-        C.sh_ffi_pump(host, math.max(1, math.floor((deadline - C.sh_ffi_now()) * 1000)))
-    end
-    return ffi
+    require("streamhost.loop").sleep(seconds)
 end
 
 -- Runs ssc's batches until cond() is true or `timeout` seconds pass; returns cond().

@@ -1,16 +1,76 @@
--- streamhost.driver: what the C host calls in the driver state after the script has run.
+-- streamhost.driver: what the C host calls in the driver state: start(chunk) runs the script's
+-- main chunk as a coroutine, dispatch() whenever the loop has news (tasks done, a timer, a
+-- sealed batch, a stop request), shutdown() when the job is over. start and dispatch answer
+-- (over, err): whether the job is over, and its error if it failed.
+local shffi = require "streamhost.ffi"
+local loop = require "streamhost.loop"
+local scheduler = require "streamhost.scheduler"
+local trace = require "streamhost.trace"
+
+local C = shffi.C
+
 local M = {}
 
-function M.run_until_stopped()
-    local streaming = package.loaded["streamhost.streaming"]
-    if streaming then streaming.run_until_stopped() end
+local main = { done = false, err = nil }
+local stop_seen = false
+
+local function streaming()
+    return package.loaded["streamhost.streaming"]
+end
+
+local function over()
+    if main.err then return true, main.err end
+    local s = streaming()
+    if s and s.running() then return false end
+    if main.done or stop_seen then return true, nil end
+    return false
+end
+
+-- Turns the driver's wheels until nothing is ready: task completions to their jobs, sealed
+-- records to batches, timers, woken coroutines. Then arms the host's timer for the earliest
+-- deadline left.
+local function settle()
+    local host = shffi.host()
+    local earliest
+    for _ = 1, 100000 do
+        scheduler.drain_active()
+        local s = streaming()
+        local started = s and s.tick() or false
+        earliest = loop.run_ready()
+        if not started and not loop.has_ready() then break end
+    end
+    if earliest then
+        C.sh_ffi_timer_arm(host, math.max(0, earliest - loop.now_ms()))
+    else
+        C.sh_ffi_timer_arm(host, -1)
+    end
+end
+
+function M.start(chunk)
+    loop.spawn(chunk, { main = true }, function(co, ok, err)
+        main.done = true
+        if not ok then main.err = trace.user_traceback(co, err) end
+    end)
+    settle()
+    return over()
+end
+
+function M.dispatch()
+    if C.sh_ffi_take_stop(shffi.host()) == 1 then
+        stop_seen = true
+        local s = streaming()
+        if s then s.stop_requested() end
+    end
+    settle()
+    return over()
 end
 
 function M.shutdown()
+    loop.reset()
     local servers = package.loaded["streamhost.text_server"]
     if servers then servers.stop_all() end
-    local streaming = package.loaded["streamhost.streaming"]
-    if streaming then streaming.shutdown() end
+    local s = streaming()
+    if s then s.shutdown() end
     local context = package.loaded["streamhost.context"]
     if context and context._active() then context._active():stop() end
 end

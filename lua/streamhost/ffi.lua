@@ -5,6 +5,9 @@ ffi.cdef [[
 typedef struct sh_host_s sh_host_t;
 typedef struct sh_pool_s sh_pool_t;
 typedef struct sh_recv_s sh_recv_t;
+typedef struct sh_sched_s sh_sched_t;
+typedef struct sh_batch_s sh_batch_t;
+typedef struct sh_bloblist_s sh_bloblist_t;
 typedef struct sh_blob_s {
     int32_t refs;
     int32_t kind;
@@ -16,8 +19,9 @@ typedef struct sh_blob_s {
 } sh_blob_t;
 
 double sh_ffi_now(void);
-int sh_ffi_pump(sh_host_t *h, int timeout_ms);
-void sh_ffi_clear_stop(sh_host_t *h);
+int sh_ffi_take_stop(sh_host_t *h);
+void sh_ffi_timer_arm(sh_host_t *h, double ms);
+void sh_ffi_sleep_ms(double ms);
 const char *sh_ffi_master(sh_host_t *h);
 const char *sh_ffi_lua_dir(sh_host_t *h);
 int sh_ffi_cpu_count(void);
@@ -26,7 +30,25 @@ void sh_ffi_free(void *p);
 sh_pool_t *sh_ffi_pool_new(sh_host_t *h, int n, char **errmsg);
 void sh_ffi_pool_free(sh_pool_t *p);
 double sh_ffi_pool_submit(sh_pool_t *p, int affinity, const char *payload, size_t len);
-int sh_ffi_pool_next_done(sh_pool_t *p, double *id, int *ok, char **result, size_t *len);
+int sh_ffi_pool_next_done(sh_pool_t *p, double *id, int *ok, char **result, size_t *len,
+                          sh_bloblist_t **made);
+int sh_ffi_pool_wait(sh_pool_t *p, int timeout_ms);
+void sh_ffi_bloblist_free(sh_bloblist_t *l);
+
+sh_sched_t *sh_ffi_sched_new(sh_host_t *h, double batch_ms, double first_ms);
+void sh_ffi_sched_free(sh_sched_t *s);
+int sh_ffi_sched_input_new(sh_sched_t *s, int kind, double block_bytes, double max_held);
+double sh_ffi_sched_input_received(sh_sched_t *s, int input);
+int sh_ffi_sched_flush(sh_sched_t *s);
+void sh_ffi_sched_stop(sh_sched_t *s);
+sh_batch_t *sh_ffi_sched_take(sh_sched_t *s);
+double sh_ffi_sched_next_time(sh_sched_t *s);
+double sh_ffi_batch_time(sh_batch_t *b);
+int sh_ffi_batch_blocks(sh_batch_t *b, int input, int from, sh_blob_t **out, int max);
+double sh_ffi_batch_records(sh_batch_t *b, int input);
+double sh_ffi_batch_bytes(sh_batch_t *b, int input);
+void sh_ffi_batch_hold(sh_batch_t *b, sh_bloblist_t *l);
+void sh_ffi_batch_release(sh_batch_t *b);
 
 sh_blob_t *sh_ffi_blob_new(int kind, const char *data, size_t len, uint32_t reclen, uint32_t count);
 void sh_ffi_blob_ref(sh_blob_t *b);
@@ -42,9 +64,8 @@ int sh_ffi_dir_list(const char *dir, char **names, size_t *len, char **errmsg);
 sh_blob_t *sh_ffi_file_read_lines(const char *path, char **errmsg);
 sh_blob_t *sh_ffi_file_read_fixed(const char *path, uint32_t reclen, size_t *leftover, char **errmsg);
 
-sh_recv_t *sh_ffi_socket_open(sh_host_t *h, const char *host, int port, size_t max_line,
-                              size_t block_bytes, size_t max_queued, char **errmsg);
-int sh_ffi_recv_take(sh_recv_t *r, sh_blob_t **out, int max);
+sh_recv_t *sh_ffi_socket_open(sh_host_t *h, sh_sched_t *sched, int input, const char *host,
+                              int port, size_t max_line, char **errmsg);
 int sh_ffi_recv_event(sh_recv_t *r, int *kind, char **msg);
 void sh_ffi_recv_close(sh_recv_t *r);
 
@@ -89,6 +110,14 @@ end
 
 -- Owns one reference to a blob: the reference is dropped when the Lua object is collected.
 function M.own_blob(b)
+    return ffi.gc(b, ffi.C.sh_ffi_blob_unref)
+end
+
+-- Takes a reference of its own to a blob that someone else holds (a task's result, a batch
+-- record's block) and owns it as own_blob does.
+function M.adopt_blob(b)
+    if type(b) == "number" then b = ffi.cast("sh_blob_t *", b) end
+    ffi.C.sh_ffi_blob_ref(b)
     return ffi.gc(b, ffi.C.sh_ffi_blob_unref)
 end
 

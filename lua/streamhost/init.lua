@@ -13,6 +13,12 @@ function sh.utf8_decoder(s)
     return s
 end
 
+-- An extension beyond pyspark: waits `seconds` while the host keeps running (receivers read,
+-- batches run), where a pyspark job calls time.sleep. Driver only.
+function sh.sleep(seconds)
+    return require("streamhost.loop").sleep(seconds)
+end
+
 local lazy = {
     SparkContext = function() return require "streamhost.context" end,
     StreamingContext = function() return require("streamhost.streaming").StreamingContext end,

@@ -17,16 +17,21 @@ setmetatable(StreamingListener, {
 
 local M = { StreamingListener = StreamingListener, EVENTS = EVENTS }
 
--- Calls listener:event(info) on every listener that has it. A listener's error is reported on
--- stderr and does not stop the job (Spark logs it and goes on).
+-- Calls listener:event(info) on every listener that has it, each call in a coroutine of its
+-- own (it may wait; the batch does not wait for it). A listener's error is reported on stderr
+-- and does not stop the job (Spark logs it and goes on).
 function M.post(listeners, event, info)
+    local loop = require "streamhost.loop"
+    local trace = require "streamhost.trace"
     for _, l in ipairs(listeners) do
         local f = l[event]
         if f then
-            local ok, err = xpcall(f, debug.traceback, l, info)
-            if not ok then
-                io.stderr:write("streamhost: listener ", event, " failed: ", tostring(err), "\n")
-            end
+            loop.spawn(function() f(l, info) end, { listener = event }, function(co, ok, err)
+                if not ok then
+                    io.stderr:write("streamhost: listener ", event, " failed: ",
+                        trace.user_traceback(co, err), "\n")
+                end
+            end)
         end
     end
 end

@@ -50,10 +50,14 @@ local function spread(blobs, n)
 end
 M.spread = spread
 
--- An input stream: `source` has generate(t_ms) -> RDD, and optionally start(), stop(),
--- receiver (a name, for listener events).
+-- An input stream: `source` has generate(t_ms, record) -> RDD, metadata (called when the
+-- scheduler seals batch t; `record` is its C batch record), and optionally start(sched),
+-- stop(), poll_events(), receiver (true for listener receiver events).
 local function input(ssc, source)
-    local d = dstream.new(ssc, {}, function(_, t) return source:generate(t) end, ssc._batch_ms)
+    local sc = ssc.sparkContext
+    -- An input's RDDs are made when their batch is sealed (StreamingContext:_generate); a
+    -- time with none has no data.
+    local d = dstream.new(ssc, {}, function() return sc:emptyRDD() end, ssc._batch_ms)
     d._source = source
     source.stream_id = #ssc._inputs
     ssc._inputs[#ssc._inputs + 1] = d
@@ -77,11 +81,11 @@ function M.queue(ssc, rdds, oneAtATime, default)
     local default_rdd = default ~= nil and as_rdd(sc, default) or nil
     local source = { name = "queueStream" }
     function source.generate(_, _)
-        if #queue == 0 then return default_rdd or sc:emptyRDD() end
-        if oneAtATime then return table.remove(queue, 1) end
+        if #queue == 0 then return default_rdd or sc:emptyRDD(), { description = "queueStream: empty" } end
+        if oneAtATime then return table.remove(queue, 1), { description = "queueStream: 1 RDD" } end
         local all = queue
         queue = {}
-        return rddmod.union_all(sc, all)
+        return rddmod.union_all(sc, all), { description = string.format("queueStream: %d RDDs", #all) }
     end
     return input(ssc, source)
 end
@@ -94,12 +98,24 @@ M.EVENT_NAMES = EVENT_NAMES
 
 local MAX_LINE = 1024 * 1024        -- longer lines are reported and skipped
 local BLOCK_BYTES = 16 * 1024 * 1024 -- a block (one partition, or cut into several) holds this much text
--- Reading pauses (TCP flow control holds the peer) while this much waits for a batch, so memory
--- stays bounded when processing is slower than input.
+-- Reading pauses (TCP flow control holds the peer) while this much received data waits to be
+-- processed (in the receiver or in batches not yet run), so memory stays bounded when
+-- processing is slower than input.
 local MAX_QUEUED = 16 * 1024 * 1024
 
-local take_out = ffi.new("sh_blob_t *[256]")
+local blocks_out = ffi.new("sh_blob_t *[256]")
 local kind_out, msg_out = ffi.new("int[1]"), ffi.new("char *[1]")
+
+-- The blocks of input `input` in a batch record, each with a reference of its own.
+local function record_blocks(rec, input)
+    local blobs = {}
+    repeat
+        local n = C.sh_ffi_batch_blocks(rec, input, #blobs, blocks_out, 256)
+        for i = 0, n - 1 do blobs[#blobs + 1] = shffi.adopt_blob(blocks_out[i]) end
+    until n < 256
+    return blobs
+end
+M.record_blocks = record_blocks
 
 function M.socket(ssc, host, port, storageLevel) -- luacheck: ignore storageLevel
     if type(host) ~= "string" or host == "" then error("socketTextStream expects a host name", 3) end
@@ -110,9 +126,11 @@ function M.socket(ssc, host, port, storageLevel) -- luacheck: ignore storageLeve
     local sc = ssc.sparkContext
     local source = { name = string.format("SocketReceiver(%s:%d)", host, port), receiver = true,
                      location = string.format("%s:%d", host, port) }
-    function source.start(self)
+    function source.start(self, sched)
+        self.input = C.sh_ffi_sched_input_new(sched, shffi.BLOB_LINES, BLOCK_BYTES, MAX_QUEUED)
+        if self.input < 0 then error("socketTextStream " .. self.location .. ": out of memory", 0) end
         local err = ffi.new("char *[1]")
-        local r = C.sh_ffi_socket_open(sc._host, host, port, MAX_LINE, BLOCK_BYTES, MAX_QUEUED, err)
+        local r = C.sh_ffi_socket_open(sc._host, sched, self.input, host, port, MAX_LINE, err)
         if r == nil then error("socketTextStream " .. self.location .. ": " .. tostring(shffi.take_string(err[0])), 0) end
         self.recv = r
     end
@@ -126,18 +144,19 @@ function M.socket(ssc, host, port, storageLevel) -- luacheck: ignore storageLeve
             if kind == 2 or kind == 3 or kind == 4 then self.report(msg) end
         end
     end
-    function source.generate(self, _)
-        local blobs = {}
-        if self.recv ~= nil then
-            repeat
-                local n = C.sh_ffi_recv_take(self.recv, take_out, 256)
-                for i = 0, n - 1 do blobs[#blobs + 1] = shffi.own_blob(take_out[i]) end
-            until n < 256
+    function source.generate(self, _, rec)
+        local blobs = (rec ~= nil and self.input) and record_blocks(rec, self.input) or {}
+        local n, bytes = 0, 0
+        if rec ~= nil and self.input then
+            n, bytes = C.sh_ffi_batch_records(rec, self.input), C.sh_ffi_batch_bytes(rec, self.input)
         end
-        return rddmod.from_blobs(sc, spread(blobs, sc.defaultParallelism))
+        return rddmod.from_blobs(sc, spread(blobs, sc.defaultParallelism)),
+            { description = string.format("%s: %d lines, %d bytes", self.name, n, bytes),
+              lines = n, bytes = bytes }
     end
     function source.stop(self)
         if self.recv ~= nil then
+            self:poll_events()
             C.sh_ffi_recv_close(self.recv)
             self.recv = nil
         end
@@ -152,7 +171,7 @@ end
 local function directory_source(ssc, dir, read, name)
     local sc = ssc.sparkContext
     local source = { name = name, dir = dir, seen = {}, location = dir }
-    function source.start(self)
+    function source.start(self, _)
         local names = files.list(dir)
         if names == nil then
             local _, err = files.list(dir)
@@ -162,10 +181,10 @@ local function directory_source(ssc, dir, read, name)
     end
     function source.generate(self, _)
         local names, err = files.list(dir)
-        local parts = {}
+        local parts, read_paths = {}, {}
         if names == nil then
             self.report(err)
-            return rddmod.from_blobs(sc, parts)
+            return rddmod.from_blobs(sc, parts), { files = read_paths, description = name .. ": " .. tostring(err) }
         end
         for _, n in ipairs(names) do
             if not self.seen[n] then
@@ -177,10 +196,13 @@ local function directory_source(ssc, dir, read, name)
                 else
                     if note then self.report(note) end
                     parts[#parts + 1] = { blob }
+                    read_paths[#read_paths + 1] = path
                 end
             end
         end
-        return rddmod.from_blobs(sc, parts)
+        local desc = #read_paths == 0 and name .. ": no new files"
+            or name .. ": " .. table.concat(read_paths, ", ")
+        return rddmod.from_blobs(sc, parts), { files = read_paths, description = desc }
     end
     return input(ssc, source)
 end

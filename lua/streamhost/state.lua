@@ -7,6 +7,7 @@ local shffi = require "streamhost.ffi"
 local dstream = require "streamhost.dstream"
 local rddmod = require "streamhost.rdd"
 local scheduler = require "streamhost.scheduler"
+local loop = require "streamhost.loop"
 
 local C = shffi.C
 local DStream = dstream.DStream
@@ -65,6 +66,28 @@ local function cleanup(d)
     scheduler.run_tasks(sc, tasks)
 end
 
+-- Ends the update of batch t: every worker installs the new state of its partitions (ok), or
+-- drops it and keeps the previous one (the batch failed), so a state moves for all partitions
+-- or none. Only then does the stream's state time move to t.
+local function finish_update(d, t, ok)
+    local sc = d._ssc.sparkContext
+    if not sc._stopped and sc._pool_ptr ~= nil then
+        local tasks = {}
+        for w = 0, sc.defaultParallelism - 1 do
+            tasks[w + 1] = { sink = { kind = "sh_state_commit", sid = d._sid, time = t, ok = ok },
+                             part = w, affinity = w }
+        end
+        scheduler.run_tasks(sc, tasks)
+    end
+    if ok then
+        d._state_time = t
+    else
+        local rdd = d._generated[t]
+        if rdd then release_rdd(rdd) end
+        d._generated[t] = nil
+    end
+end
+
 -- A new stateful DStream: compute(d, t) as for dstream.new; d._sid names its state in the workers.
 function M.new(ssc, parents, compute, slide_ms)
     local d = dstream.new(ssc, parents, compute, slide_ms)
@@ -73,6 +96,7 @@ function M.new(ssc, parents, compute, slide_ms)
     d._validate = validate
     d._forget = forget
     d._cleanup = cleanup
+    d._finish_update = finish_update
     return d
 end
 
@@ -85,9 +109,10 @@ local function state_plan(rdd, p)
     return { op = "sh_state_chunks", blobs = nums }
 end
 
--- Runs one update task per partition (0..n-1), each on the worker that owns the partition,
--- with the sink that sink_of(p) returns; returns the RDD of the new state (n partitions).
-function M.update(d, n, sink_of)
+-- Runs the update of batch t: one task per partition (0..n-1), each on the worker that owns
+-- the partition, with the sink that sink_of(p) returns; returns the RDD of the new state (n
+-- partitions), which the workers keep pending until the batch ends (finish_update).
+function M.update(d, n, t, sink_of)
     local sc = d._ssc.sparkContext
     local nworkers = sc.defaultParallelism
     d._touched = true
@@ -97,15 +122,16 @@ function M.update(d, n, sink_of)
         sink.sid, sink.nworkers = d._sid, nworkers
         tasks[p + 1] = { sink = sink, part = p, affinity = p }
     end
-    local results = scheduler.run_tasks(sc, tasks)
-    local parts = {}
-    for p, nums in ipairs(results) do
-        local part = {}
-        for i, num in ipairs(nums) do part[i] = shffi.own_blob(shffi.number_to_blob(num)) end
-        parts[p] = part
-    end
+    local parts = scheduler.run_tasks(sc, tasks, true)
     local rdd = rddmod.from_blobs(sc, parts)
     rdd._plan = state_plan
+    -- The new state is pending in the workers until the batch ends (finish_update).
+    local batch = loop.context().batch
+    if batch then
+        batch.touched[d] = true
+    else
+        finish_update(d, t, true)
+    end
     return rdd
 end
 
@@ -149,12 +175,10 @@ function DStream:updateStateByKey(updateFunc, numPartitions, initialRDD)
             init = initialRDD:partitionBy(n)
             scheduler.prepare(sc, init)
         end
-        local rdd = M.update(d, n, function(p)
+        return M.update(d, n, t, function(p)
             return { kind = "sh_state", fn = fn, input = input:_plan(p), fresh = fresh,
                      init = init and init:_plan(p), time = t }
         end)
-        d._state_time = t
-        return rdd
     end)
 end
 

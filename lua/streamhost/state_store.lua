@@ -21,8 +21,10 @@ local STEP_KB = 1024  -- GC work (KB) per CHUNK records decoded or written: abou
 
 local M = { CHUNK = CHUNK }
 
--- stores[stream id][partition] = { chunks = {blob, ...}, time = ms of the last update }
-local stores = {}
+-- stores[stream id][partition] = { chunks = {blob, ...}, time = ms of the last update }: the
+-- committed state. pending[stream id][partition]: the state an update wrote, installed by
+-- sh_state_commit when its whole batch succeeded, dropped when it failed.
+local stores, pending = {}, {}
 M.stores = stores
 
 -- The worker's keyed maps and combiners (composite keys by content), bound by install():
@@ -76,22 +78,19 @@ local function check_owner(worker, sink, part)
     end
 end
 
--- Installs the new chunks as the partition's state and returns their numbers, one reference
--- each for the driver (which owns them from then on).
+-- Keeps the new chunks as the partition's pending state and returns their numbers (the task
+-- hands the driver a reference to each: they were created in this task).
 local function commit(sid, part, chunks, time)
-    local per = stores[sid]
+    local per = pending[sid]
     if per == nil then
         per = {}
-        stores[sid] = per
+        pending[sid] = per
     end
     local old = per[part]
     per[part] = { chunks = chunks, time = time }
-    if old then release(old.chunks) end
+    if old then release(old.chunks) end  -- a batch that never ended
     local nums = {}
-    for i, b in ipairs(chunks) do
-        C.sh_ffi_blob_ref(b)
-        nums[i] = shffi.blob_to_number(b)
-    end
+    for i, b in ipairs(chunks) do nums[i] = shffi.blob_to_number(b) end
     return nums
 end
 
@@ -194,17 +193,44 @@ function M.install(worker)
         return nums
     end
 
+    -- Ends batch sink.time for stream sink.sid on this worker: with sink.ok its pending
+    -- partitions become the state (the previous chunks are released), else they are dropped.
+    function sinks.sh_state_commit(_, sink)
+        local per = pending[sink.sid]
+        if per == nil then return 0 end
+        pending[sink.sid] = nil
+        local n = 0
+        for part, st in pairs(per) do
+            if sink.ok and st.time == sink.time then
+                local cur = stores[sink.sid]
+                if cur == nil then
+                    cur = {}
+                    stores[sink.sid] = cur
+                end
+                local old = cur[part]
+                cur[part] = st
+                if old then release(old.chunks) end
+                n = n + 1
+            else
+                release(st.chunks)
+            end
+        end
+        return n
+    end
+
     -- Drops the state of the given streams (the context stopped).
     function sinks.sh_state_drop(_, sink)
         local n = 0
         for _, sid in ipairs(sink.sids) do
-            local per = stores[sid]
-            if per then
-                for _, st in pairs(per) do
-                    release(st.chunks)
-                    n = n + 1
+            for _, t in ipairs({ stores, pending }) do
+                local per = t[sid]
+                if per then
+                    for _, st in pairs(per) do
+                        release(st.chunks)
+                        n = n + 1
+                    end
+                    t[sid] = nil
                 end
-                stores[sid] = nil
             end
         end
         return n

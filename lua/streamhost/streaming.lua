@@ -1,6 +1,10 @@
--- streamhost.streaming: StreamingContext: the stream graph, its lifecycle and the batch loop
--- that runs on the driver thread between turns of the host's event loop.
+-- streamhost.streaming: StreamingContext: the stream graph, its lifecycle, and its batches: the
+-- C scheduler seals records at every interval; each record becomes a batch whose output
+-- operations run in coroutines on the host's loop, one batch at a time, in order.
 local shffi = require "streamhost.ffi"
+local loop = require "streamhost.loop"
+local trace = require "streamhost.trace"
+local format = require "streamhost.format"
 local SparkContext = require "streamhost.context"
 local dstream = require "streamhost.dstream"
 require "streamhost.window"  -- windowed and stateful DStream methods
@@ -18,10 +22,13 @@ StreamingContext.__index = StreamingContext
 local M = { StreamingContext = StreamingContext }
 
 local active = nil        -- the started, not yet stopped context
-local stop_requested = false
 
 local function now_ms()
     return floor(C.sh_ffi_now() * 1000)
+end
+
+local function format_time(t_ms)
+    return format.time(t_ms / 1000)
 end
 
 local function seconds_to_ms(d, what, level)
@@ -150,6 +157,7 @@ function StreamingContext.getActive()
     return active
 end
 
+-- Delivers a listener event, each listener's call in a coroutine of its own (it may wait).
 function StreamingContext:_post(event, info)
     listener.post(self._listeners, event, info)
 end
@@ -158,6 +166,17 @@ local function receiver_info(ssc, d, msg)
     local s = d._source
     return { name = s.name, streamId = s.stream_id, location = s.location,
              lastErrorMessage = msg or s.lastErrorMessage or "", active = ssc._state == "active" }
+end
+
+local function stop_inputs(ssc)
+    for _, d in ipairs(ssc._inputs) do
+        local s = d._source
+        if s.stop and not s.stopped then
+            s.stopped = true
+            s:stop()
+            if s.receiver then ssc:_post("onReceiverStopped", { receiverInfo = receiver_info(ssc, d) }) end
+        end
+    end
 end
 
 function StreamingContext:start()
@@ -181,7 +200,10 @@ function StreamingContext:start()
     local now = now_ms()
     local first = (floor(now / self._batch_ms) + 1) * self._batch_ms
     self._zero_ms = first - self._batch_ms
-    self._next_ms = first
+    local sched = C.sh_ffi_sched_new(self.sparkContext._host, self._batch_ms, first)
+    if sched == nil then error("out of memory starting the batch scheduler", 2) end
+    self._sched = sched
+    self._queue, self._waiters, self._drain_waiters = {}, {}, {}
     for _, d in ipairs(self._inputs) do
         local s = d._source
         s.report = function(msg)
@@ -190,11 +212,11 @@ function StreamingContext:start()
             self:_post("onReceiverError", { receiverInfo = receiver_info(self, d, msg) })
         end
         if s.start then
-            local ok, err = pcall(s.start, s)
+            local ok, err = pcall(s.start, s, sched)
             if not ok then
-                for _, e in ipairs(self._inputs) do
-                    if e._source.stop then e._source:stop() end
-                end
+                stop_inputs(self)
+                C.sh_ffi_sched_free(sched)
+                self._sched = nil
                 error(err, 2)
             end
         end
@@ -209,120 +231,179 @@ function StreamingContext:start()
     end
 end
 
-local function stop_inputs(ssc)
-    for _, d in ipairs(ssc._inputs) do
-        local s = d._source
-        if s.stop then
-            s:stop()
-            if s.receiver then ssc:_post("onReceiverStopped", { receiverInfo = receiver_info(ssc, d) }) end
-        end
+local function wake_all(set)
+    for co in pairs(set) do
+        set[co] = nil
+        loop.wake(co)
     end
 end
 
+-- Lets go of batches not run yet (their records and the RDDs generated for them).
+local function drop_queue(ssc)
+    for _, batch in ipairs(ssc._queue or {}) do
+        C.sh_ffi_batch_release(batch.rec)
+        batch.rec = nil
+    end
+    ssc._queue = {}
+end
+
 local function finish_stop(ssc, stopSparkContext)
+    if ssc._state == "stopped" then
+        if stopSparkContext then ssc.sparkContext:stop() end
+        return
+    end
     ssc._state = "stopped"
+    if active == ssc then active = nil end
+    stop_inputs(ssc)
+    drop_queue(ssc)
+    if ssc._sched ~= nil then
+        C.sh_ffi_sched_free(ssc._sched)  -- after the receivers that feed it are closed
+        ssc._sched = nil
+    end
     for _, d in ipairs(ssc._dstreams) do  -- stateful streams drop their workers' state
         if d._cleanup then
             local ok, err = pcall(d._cleanup, d)
             if not ok then io.stderr:write("streamhost: dropping the state of ", tostring(d), ": ", tostring(err), "\n") end
         end
     end
-    if active == ssc then active = nil end
     if stopSparkContext then ssc.sparkContext:stop() end
+    ssc._stop_done = true
+    wake_all(ssc._waiters or {})
+    wake_all(ssc._drain_waiters or {})
 end
 
--- stop(stopSparkContext = true, stopGracefully = false). Gracefully: the data received so far
--- is processed in one last batch first. Called from inside a batch, the stop happens when the
+-- Waits (in a coroutine of the host's) until no batch runs and none waits, or `deadline`.
+local function wait_drained(ssc, deadline)
+    local co = loop.current()
+    if co == nil then return end
+    local timer = deadline and loop.at(deadline, function()
+        if ssc._drain_waiters[co] then ssc._drain_waiters[co] = nil; loop.wake(co) end
+    end)
+    while (ssc._running or #ssc._queue > 0) and ssc._state ~= "stopped" do
+        if deadline and now_ms() >= deadline then break end
+        ssc._drain_waiters[co] = true
+        loop.wait()
+    end
+    ssc._drain_waiters[co] = nil
+    loop.cancel(timer)
+end
+
+-- stop(stopSparkContext = true, stopGracefully = false). Gracefully: receivers stop, and every
+-- batch holding data they received runs first (for at most spark.streaming.gracefulStopTimeout,
+-- ten batch intervals, as Spark). Otherwise batches not started are dropped; one running
+-- finishes first. Called from inside one of this context's batches, the stop happens when the
 -- batch ends.
 function StreamingContext:stop(stopSparkContext, stopGracefully)
     if stopSparkContext == nil then stopSparkContext = true end
-    if self._state == "initialized" then
+    if self._state == "initialized" or (self._state == "stopped" and not self._stopping) then
         finish_stop(self, stopSparkContext)
         return
     end
-    if self._state == "stopped" then
-        if stopSparkContext then self.sparkContext:stop() end
-        return
-    end
-    if self._in_batch then
+    local ctx = loop.context()
+    if ctx.batch and ctx.ssc == self then
         self._stop_after_batch = { stopSparkContext = stopSparkContext, graceful = stopGracefully }
         return
     end
-    if stopGracefully then
-        -- Receivers stop taking data first; then one batch takes what they hold.
-        for _, d in ipairs(self._inputs) do
-            local s = d._source
-            if s.pause then s:pause() end
+    if self._stopping then  -- another stop is under way: wait for it
+        if stopSparkContext then self._stop_sc = true end
+        while not self._stop_done and loop.current() do
+            self._waiters[loop.current()] = true
+            loop.wait()
         end
-        local t = math.max(self._next_ms, floor(now_ms() / self._batch_ms) * self._batch_ms)
-        self:_run_batch(t)
-        self._next_ms = t + self._batch_ms
+        return
     end
-    stop_inputs(self)
-    finish_stop(self, stopSparkContext)
+    self._stopping = true
+    self._stop_sc = stopSparkContext
+    if stopGracefully then
+        C.sh_ffi_sched_flush(self._sched)  -- what was received goes into batches; no new ones
+        stop_inputs(self)
+        M.tick()
+        wait_drained(self, now_ms() + 10 * self._batch_ms)
+    else
+        C.sh_ffi_sched_stop(self._sched)
+        stop_inputs(self)
+        drop_queue(self)
+        wait_drained(self, nil)
+    end
+    finish_stop(self, self._stop_sc)
 end
 
 -- Called when the SparkContext stops: Spark stops its StreamingContext with it.
 function M._spark_context_stopping(sc)
-    if active and active.sparkContext == sc then
-        stop_inputs(active)
-        finish_stop(active, false)
-    end
+    if active and active.sparkContext == sc then finish_stop(active, false) end
 end
 
--- -- The batch -------------------------------------------------------------------------------
+-- -- Batches -------------------------------------------------------------------------------
 
-local function traceback(e)
-    return debug.traceback(tostring(e), 2)
-end
-
-function StreamingContext:_run_batch(t)
-    self._in_batch = true
-    local submitted = C.sh_ffi_now()
-    for _, d in ipairs(self._inputs) do
-        if d._source.poll_events then d._source:poll_events() end
-    end
-    -- Inputs first, so every output of the batch sees the same data.
+-- A new batch from a sealed record: every input's RDD of time t is made now (receivers' blocks
+-- from the record; files and queues are read as of now), so the batch holds its interval's data
+-- however late it runs.
+function StreamingContext:_generate(rec)
+    local t = tonumber(C.sh_ffi_batch_time(rec))
+    local batch = { time = t, rec = rec, touched = {} }
     local num_records, inputs = 0, {}
     for _, d in ipairs(self._inputs) do
-        local ok, rdd = pcall(d._get, d, t)
-        local n = 0
-        if ok and rdd then
-            n = rdd:_known_count()
-        elseif not ok then
-            d._source.report(tostring(rdd))
+        local s = d._source
+        local ok, rdd, meta = pcall(s.generate, s, t, rec)
+        if not ok then
+            s.report(tostring(rdd))
+            rdd, meta = self.sparkContext:emptyRDD(), nil
         end
+        d._generated[t] = rdd or false
+        local n = rdd and rdd:_known_count() or 0
         num_records = num_records + n
-        inputs[d._source.stream_id] = { inputStreamId = d._source.stream_id, numRecords = n,
-                                        batchTime = t / 1000, metadata = { name = d._source.name } }
+        meta = meta or {}
+        inputs[s.stream_id] = { inputStreamId = s.stream_id, numRecords = n, batchTime = t / 1000,
+                                metadata = meta,
+                                metadataDescription = meta.description or string.format("%s: %d records", s.name, n) }
     end
-    local info = {
-        batchTime = t / 1000, submissionTime = submitted, processingStartTime = nil,
+    batch.info = {
+        batchTime = t / 1000, submissionTime = C.sh_ffi_now(), processingStartTime = nil,
         processingEndTime = nil, schedulingDelay = nil, processingDelay = nil, totalDelay = nil,
         numRecords = num_records, streamIdToInputInfo = inputs, outputOperationInfos = {},
     }
-    self:_post("onBatchSubmitted", info)
+    self._queue[#self._queue + 1] = batch
+    self:_post("onBatchSubmitted", batch.info)
+end
+
+-- A failed batch's error as the user reads it: the message, then the job's own frames.
+local function batch_error(co, err)
+    return trace.user_traceback(co, err)
+end
+
+-- Runs the batch's output operations in order, each in a coroutine of its own.
+function StreamingContext:_run_batch(batch)
+    local t, info = batch.time, batch.info
     info.processingStartTime = C.sh_ffi_now()
-    info.schedulingDelay = info.processingStartTime - t / 1000
+    info.schedulingDelay = info.processingStartTime - info.submissionTime
     self:_post("onBatchStarted", info)
     local failure = nil
     for _, out in ipairs(self._outputs) do
+        if self._state == "stopped" then break end
         local op = { batchTime = t / 1000, id = out.id, name = out.name, description = out.description,
                      startTime = C.sh_ffi_now(), endTime = nil, failureReason = nil }
         info.outputOperationInfos[out.id] = op
         self:_post("onOutputOperationStarted", op)
-        local ok, err = xpcall(function()
+        local ok, err = loop.run(function()
             local rdd = out.dstream:_get(t)
             if rdd then out.func(rdd, t) end
-        end, traceback)
+        end, batch_error)
         op.endTime = C.sh_ffi_now()
         if not ok then
             op.failureReason = tostring(err)
             failure = failure or op.failureReason
-            io.stderr:write("streamhost: batch ", tostring(t / 1000), " output ", out.name,
-                " failed: ", op.failureReason, "\n")
         end
         self:_post("onOutputOperationCompleted", op)
+    end
+    batch.failure = failure
+    -- Stateful streams commit the new state of every partition, or, when the batch failed,
+    -- keep the previous one everywhere.
+    for d in pairs(batch.touched) do
+        local ok, err = pcall(d._finish_update, d, t, failure == nil)
+        if not ok and failure == nil then
+            failure = "committing the state of " .. tostring(d) .. ": " .. tostring(err)
+            batch.failure = failure
+        end
     end
     for _, d in ipairs(self._dstreams) do d:_forget(t) end
     -- Forgotten RDDs hold C blocks the Lua collector cannot see the size of: free them now.
@@ -332,45 +413,71 @@ function StreamingContext:_run_batch(t)
     info.totalDelay = info.schedulingDelay + info.processingDelay
     self._last_batch_ms = t
     self._batches_done = (self._batches_done or 0) + 1
-    self._in_batch = false
-    if failure and not self._error then self._error = failure end
+    if failure then
+        io.stderr:write("streamhost: batch ", format_time(t), " failed: ", failure, "\n")
+    end
     self:_post("onBatchCompleted", info)
+end
+
+-- After a batch's coroutine ended: release its record, report, and start what follows.
+function StreamingContext:_batch_ended(batch, ok, err)
+    if not ok then batch.failure = batch.failure or tostring(err) end
+    if batch.rec ~= nil then
+        C.sh_ffi_batch_release(batch.rec)
+        batch.rec = nil
+    end
+    self._running = nil
+    if batch.failure and not self._error then
+        self._error = batch.failure
+        wake_all(self._waiters)
+    end
+    if #self._queue == 0 then wake_all(self._drain_waiters) end
     local pending = self._stop_after_batch
     if pending then
         self._stop_after_batch = nil
-        self._next_ms = t + self._batch_ms
-        self:stop(pending.stopSparkContext, pending.graceful)
+        loop.spawn(function() self:stop(pending.stopSparkContext, pending.graceful) end, { ssc = self })
     end
 end
 
--- -- The loop ------------------------------------------------------------------------------------
-
--- Runs due batches and turns the host's loop until done() is true or the deadline (ms) passes.
--- Returns true when done() became true.
-local function run_until(done, deadline)
-    local host = shffi.host()
-    while true do
-        if done() then return true end
-        local now = now_ms()
-        if deadline and now >= deadline then return false end
-        local ssc = active
-        if ssc and now >= ssc._next_ms then
-            local t = ssc._next_ms
-            ssc._next_ms = t + ssc._batch_ms
-            ssc:_run_batch(t)
-        else
-            local wait = 1000
-            if ssc then wait = math.min(wait, ssc._next_ms - now) end
-            if deadline then wait = math.min(wait, deadline - now) end
-            if C.sh_ffi_pump(host, math.max(wait, 1)) == 1 then
-                C.sh_ffi_clear_stop(host)
-                stop_requested = true
-                if active then active:stop(true, true) end
-            end
+-- One step of the batch machinery (the dispatch calls it until it answers false): takes the
+-- records the scheduler sealed, reports receiver events, starts the next batch when none runs.
+-- Returns true when it started something.
+function M.tick()
+    local ssc = active
+    if ssc == nil or ssc._sched == nil and #(ssc._queue or {}) == 0 then return false end
+    for _, d in ipairs(ssc._inputs) do
+        if d._source.poll_events then d._source:poll_events() end
+    end
+    if ssc._sched ~= nil then
+        while true do
+            local rec = C.sh_ffi_sched_take(ssc._sched)
+            if rec == nil then break end
+            ssc:_generate(rec)
         end
     end
+    if ssc._running or #ssc._queue == 0 or ssc._state == "stopped" then return false end
+    local batch = table.remove(ssc._queue, 1)
+    ssc._running = batch
+    loop.spawn(function() ssc:_run_batch(batch) end, { batch = batch, ssc = ssc },
+        function(_, ok, err) ssc:_batch_ended(batch, ok, err) end)
+    return true
 end
-M.run_until = run_until
+
+-- A stop request from the host (a signal, sh_host_stop): the active context stops gracefully.
+-- Returns false when there is nothing to stop.
+function M.stop_requested()
+    local ssc = active
+    if ssc == nil then return false end
+    if not ssc._stopping then
+        loop.spawn(function() ssc:stop(true, true) end, { ssc = ssc })
+    end
+    return true
+end
+
+-- True while a StreamingContext runs or is stopping.
+function M.running()
+    return active ~= nil
+end
 
 local function raise_pending(ssc)
     local err = ssc._error
@@ -381,19 +488,35 @@ local function raise_pending(ssc)
     end
 end
 
--- Waits until the context stops (or timeout seconds pass), running its batches meanwhile.
+-- Waits until the context stops, a batch fails or `deadline` (epoch ms) passes.
+local function wait_termination(ssc, deadline, what)
+    if ssc._state == "stopped" or ssc._error then return end
+    local co = loop.current()
+    if co == nil then
+        error(what .. " cannot wait here: call it from the job script or from a function the host runs, not from inside a coroutine of your own", 3)
+    end
+    local timer = deadline and loop.at(deadline, function()
+        if ssc._waiters[co] then ssc._waiters[co] = nil; loop.wake(co) end
+    end)
+    ssc._waiters = ssc._waiters or {}
+    ssc._waiters[co] = true
+    loop.wait()
+    ssc._waiters[co] = nil
+    loop.cancel(timer)
+end
+
+-- Waits until the context stops (or timeout seconds pass) while the host runs its batches.
 -- Raises, once, the error of a failed batch.
 function StreamingContext:awaitTermination(timeout)
     local deadline = timeout and (now_ms() + floor(timeout * 1000)) or nil
-    run_until(function() return self._state == "stopped" or self._error ~= nil end, deadline)
+    wait_termination(self, deadline, "awaitTermination")
     raise_pending(self)
 end
 
 -- true when the context stopped, false when timeout seconds passed first; raises a batch's error.
 function StreamingContext:awaitTerminationOrTimeout(timeout)
     if type(timeout) ~= "number" then error("awaitTerminationOrTimeout expects a timeout in seconds", 2) end
-    local deadline = now_ms() + floor(timeout * 1000)
-    run_until(function() return self._state == "stopped" or self._error ~= nil end, deadline)
+    wait_termination(self, now_ms() + floor(timeout * 1000), "awaitTerminationOrTimeout")
     raise_pending(self)
     return self._state == "stopped"
 end
@@ -421,20 +544,9 @@ end
 
 -- -- For the host --------------------------------------------------------------------------------
 
--- After the script returns: a started context keeps running until it stops or the host is
--- asked to stop.
-function M.run_until_stopped()
-    if active == nil then return end
-    run_until(function() return active == nil or stop_requested end)
-    if active then active:stop(true, true) end
-end
-
--- Stops whatever is still running (host shutdown or a script error).
+-- Stops whatever is still running (the job is over, or the host is being freed).
 function M.shutdown()
-    if active then
-        stop_inputs(active)
-        finish_stop(active, true)
-    end
+    if active then finish_stop(active, true) end
     local sc = SparkContext._active()
     if sc then sc:stop() end
 end

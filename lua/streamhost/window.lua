@@ -102,14 +102,13 @@ local function incremental(reduced, fn, inv, filter, w, s, n)
         end
         for _, r in ipairs(added) do scheduler.prepare(sc, r) end
         for _, r in ipairs(removed) do scheduler.prepare(sc, r) end
-        local rdd = state.update(d, n, function(p)
+        local rdd = state.update(d, n, t, function(p)
             local a, r = {}, {}
             for i, x in ipairs(added) do a[i] = x:_plan(p) end
             for i, x in ipairs(removed) do r[i] = x:_plan(p) end
             return { kind = "sh_window", fn = fn, inv = inv, filter = filter, added = a,
                      removed = r, reset = reset, time = t }
         end)
-        d._state_time = t
         return rdd
     end, s)
     d._parent_remember = remember_window(w)

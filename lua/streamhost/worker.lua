@@ -279,7 +279,7 @@ M.run_plan = run
 -- -- Sinks: what a task does with its partition's records -------------------------------
 
 local sinks = {}
-local created  -- blobs this task made, dropped again if it fails
+local created  -- blobs this task made for the driver (the task hands them over, see M.run)
 
 local function new_blob(records)
     local b = codec.blob_of(records)
@@ -440,12 +440,11 @@ function M.run(payload)
     ship.new_task()
     created = {}
     local ok, res = xpcall(execute, traceback, task)
-    local mine = created
+    -- The pool hands the driver a reference to every blob this task created (or drops them
+    -- when it failed); this state's own references go now, not at some later collection.
+    for _, b in ipairs(created) do C.sh_ffi_blob_unref(ffi.gc(b, nil)) end
     created = nil
-    if not ok then
-        return false, res  -- the blobs made so far go with `mine`, collected with it
-    end
-    for _, b in ipairs(mine) do ffi.gc(b, nil) end  -- the driver takes these references
+    if not ok then return false, res end
     return true, buffer.encode(res)
 end
 
