@@ -53,8 +53,8 @@ static void finish(sh_host_t *h, const char *err)
         uv_timer_stop(&h->timer);
         uv_unref((uv_handle_t *) &h->wake);
     }
-    if (!h->attached && h->loop != NULL)
-        uv_stop(h->loop);
+    if (h->in_run)
+        uv_stop(h->loop);  /* only inside uv_run: a stop flag left set would skip the next run */
 }
 
 /* Calls the function on top of the stack (with nargs arguments below it... above it) in the
@@ -341,8 +341,11 @@ int sh_host_run(sh_host_t *h)
         if (rc || h->finished)
             return rc;
     }
-    if (!h->finished)
+    if (!h->finished) {
+        h->in_run = 1;
         uv_run(h->loop, UV_RUN_DEFAULT);
+        h->in_run = 0;
+    }
     if (!h->finished) {
         sh__host_set_error(h, "the loop ended before the job");
         return SH_ESTATE;

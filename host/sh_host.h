@@ -26,6 +26,7 @@ struct sh_host_s {
     int finished;           /* the job is over; `result` holds its outcome */
     int result;
     int dispatching;        /* the driver state is running a dispatch (no re-entry) */
+    int in_run;             /* sh_host_run is turning the own loop */
 };
 
 /* Replaces the host's last error with a copy of `msg`. */

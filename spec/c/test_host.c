@@ -121,6 +121,78 @@ static void test_stop_from_another_thread_ends_a_streaming_job_gracefully(void)
     passed++;
 }
 
+typedef struct {
+    sh_host_t *host;
+    int ticks;
+} embedder_t;
+
+/* The embedder's own work on its loop: a tick every 10 ms; after 30 ticks it stops the job. */
+static void on_embedder_tick(uv_timer_t *t)
+{
+    embedder_t *e = t->data;
+
+    if (++e->ticks == 30)
+        sh_host_stop(e->host);
+}
+
+static void test_attached_host_runs_on_the_embedders_loop(void)
+{
+    int err = 0, rc = -1, turns = 0;
+    uv_loop_t loop;
+    uv_timer_t tick;
+    embedder_t e = { NULL, 0 };
+    char out[300];
+    const char *argv[1];
+    sh_host_t *h = sh_host_new(&err);
+    const char *script = write_script("attached.lua",
+        "local sh = require 'streamhost'\n"
+        "local ssc = sh.StreamingContext(sh.SparkContext('local[2]', 'attached'), 0.05)\n"
+        "local batches, total = 0, 0\n"
+        "ssc:queueStream({}, true, {1, 2, 3, 4}):map(function(x) return x * 2 end):foreachRDD(function(rdd)\n"
+        "  batches = batches + 1\n"
+        "  total = total + rdd:reduce(function(a, b) return a + b end)\n"
+        "end)\n"
+        "ssc:start()\n"
+        "ssc:awaitTermination()\n"
+        "local f = assert(io.open(arg[1], 'w')); f:write(batches, ' ', total); f:close()\n");
+
+    CHECK(h != NULL, "sh_host_new failed: %d", err);
+    CHECK(uv_loop_init(&loop) == 0, "uv_loop_init");
+    e.host = h;
+    uv_timer_init(&loop, &tick);
+    tick.data = &e;
+    uv_timer_start(&tick, on_embedder_tick, 10, 10);
+    CHECK(sh_host_attach(h, &loop) == 0, "attach: %s", sh_host_last_error(h));
+    snprintf(out, sizeof out, "%s/attached.txt", tmpdir);
+    argv[0] = out;
+    CHECK(sh_host_load(h, script, 1, argv) == 0, "load: %s", sh_host_last_error(h));
+    CHECK(sh_host_attach(h, &loop) == SH_ESTATE, "attach after load was accepted");
+    CHECK(sh_host_run(h) == SH_ESTATE, "sh_host_run ran an attached host");
+    CHECK(sh_host_start(h) == 0, "start: %s", sh_host_last_error(h));
+    CHECK(!sh_host_finished(h, NULL), "finished before the loop turned");
+    /* The embedder turns its own loop, one turn at a time, until the job is over. */
+    while (!sh_host_finished(h, &rc) && turns < 100000) {
+        uv_run(&loop, UV_RUN_ONCE);
+        turns++;
+    }
+    CHECK(sh_host_finished(h, &rc) && rc == 0, "rc %d: %s", rc, sh_host_last_error(h));
+    CHECK(e.ticks >= 30, "the embedder's timer ticked %d times", e.ticks);
+    {
+        int batches = 0, total = 0;
+        const char *text = read_text("attached.txt");
+        CHECK(text && sscanf(text, "%d %d", &batches, &total) == 2, "no output");
+        /* 30 ticks of 10 ms at 50 ms batches: several batches, each summing 2+4+6+8. */
+        CHECK(batches >= 3 && total == batches * 20, "batches %d total %d", batches, total);
+    }
+    sh_host_free(h);
+    uv_close((uv_handle_t *) &tick, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    /* Nothing of the host's is left on the embedder's loop. */
+    CHECK(uv_loop_close(&loop) == 0, "the host left handles on the embedder's loop");
+    printf("ok %s\n", __func__);
+    passed++;
+}
+
 static void test_syntax_error_names_file_and_line(void)
 {
     int err = 0;
@@ -177,6 +249,7 @@ int main(void)
     }
     test_runs_a_job_and_passes_arguments();
     test_stop_from_another_thread_ends_a_streaming_job_gracefully();
+    test_attached_host_runs_on_the_embedders_loop();
     test_syntax_error_names_file_and_line();
     test_runtime_error_names_file_and_line();
     test_invalid_master_is_refused();
