@@ -22,6 +22,7 @@ StreamingContext.__index = StreamingContext
 local M = { StreamingContext = StreamingContext }
 
 local active = nil        -- the started, not yet stopped context
+local running = {}        -- batches whose coroutine has not ended (released at shutdown)
 
 local function now_ms()
     return floor(C.sh_ffi_now() * 1000)
@@ -422,6 +423,7 @@ end
 -- After a batch's coroutine ended: release its record, report, and start what follows.
 function StreamingContext:_batch_ended(batch, ok, err)
     if not ok then batch.failure = batch.failure or tostring(err) end
+    running[batch] = nil
     if batch.rec ~= nil then
         C.sh_ffi_batch_release(batch.rec)
         batch.rec = nil
@@ -458,6 +460,7 @@ function M.tick()
     if ssc._running or #ssc._queue == 0 or ssc._state == "stopped" then return false end
     local batch = table.remove(ssc._queue, 1)
     ssc._running = batch
+    running[batch] = true
     loop.spawn(function() ssc:_run_batch(batch) end, { batch = batch, ssc = ssc },
         function(_, ok, err) ssc:_batch_ended(batch, ok, err) end)
     return true
@@ -547,6 +550,14 @@ end
 -- Stops whatever is still running (the job is over, or the host is being freed).
 function M.shutdown()
     if active then finish_stop(active, true) end
+    -- Batches still running when the job ended (a stop that timed out) never resume.
+    for batch in pairs(running) do
+        running[batch] = nil
+        if batch.rec ~= nil then
+            C.sh_ffi_batch_release(batch.rec)
+            batch.rec = nil
+        end
+    end
     local sc = SparkContext._active()
     if sc then sc:stop() end
 end

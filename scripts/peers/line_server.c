@@ -7,6 +7,10 @@
  *   send <text>     send text + "\n" to the current client
  *   sendraw <hex>   send the exact bytes written as hex digits (e.g. "610d0a" for "a\r\n")
  *   repeat <n> <text>  send text n times, then "\n" (long lines without a long command)
+ *   lines <n> <text>   send n lines "<text>"
+ *   pace <n> <ms> <text>  send n lines "<text> <i>" (i = 1..n), one every ms milliseconds
+ *   align <period> <offset>  wait until the wall clock (epoch ms) is offset past a multiple of
+ *                   period: a spec times bursts against batch boundaries with it
  *   close           close the current client
  *   sleep <ms>      pause
  *   quit            exit (so does end of input, and 60 s without a command)
@@ -124,6 +128,22 @@ static void do_accept(void)
         fprintf(stderr, "line_server: accept failed: %s\n", strerror(errno));
 }
 
+static void sleep_ms(long ms)
+{
+    struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+static long long epoch_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (long long) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static int hexval(int c)
 {
     if (c >= '0' && c <= '9')
@@ -194,15 +214,45 @@ int main(int argc, char **argv)
             for (i = 0; i < n; i++)
                 send_all(text, tlen);
             send_all("\n", 1);
+        } else if (strncmp(cmd, "lines ", 6) == 0) {
+            char *text = NULL;
+            long i, n = strtol(cmd + 6, &text, 10);
+            if (text != NULL && *text == ' ')
+                text++;
+            for (i = 0; i < n; i++) {
+                send_all(text, strlen(text));
+                send_all("\n", 1);
+            }
+        } else if (strncmp(cmd, "pace ", 5) == 0) {
+            char *rest = NULL, *text = NULL, line[4200];
+            long i, n = strtol(cmd + 5, &rest, 10), ms = strtol(rest, &text, 10);
+            long long start = epoch_ms();
+            if (text != NULL && *text == ' ')
+                text++;
+            for (i = 1; i <= n; i++) {
+                /* Against the clock, not sleep after sleep: no drift over a long run. */
+                long long due = start + (i - 1) * ms, now = epoch_ms();
+                int k;
+                if (due > now)
+                    sleep_ms((long) (due - now));
+                k = snprintf(line, sizeof line, "%.4000s %ld\n", text, i);
+                send_all(line, (size_t) k);
+            }
+        } else if (strncmp(cmd, "align ", 6) == 0) {
+            char *rest = NULL;
+            long period = strtol(cmd + 6, &rest, 10), offset = strtol(rest, NULL, 10);
+            if (period > 0) {
+                long long now = epoch_ms(), at = now - now % period + offset;
+                while (at <= now)
+                    at += period;
+                sleep_ms((long) (at - now));
+            }
         } else if (strcmp(cmd, "close") == 0) {
             if (client >= 0)
                 close(client);
             client = -1;
         } else if (strncmp(cmd, "sleep ", 6) == 0) {
-            long ms = atol(cmd + 6);
-            struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-            while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-                ;
+            sleep_ms(atol(cmd + 6));
         } else if (strcmp(cmd, "quit") == 0) {
             break;
         } else if (len > 0) {

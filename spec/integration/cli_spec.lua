@@ -174,3 +174,113 @@ io.write(sh.SparkContext.getOrCreate().defaultParallelism, "\n")
         assert.matches("%-%-master needs a value", err)
     end)
 end)
+
+describe("streamhost executable and signals", function()
+    -- Starts a job in the background; returns a handle with the host's pid, wait(name, pattern,
+    -- seconds) for its output files (out, err, rc) and finish() that ends it whatever happened.
+    local function spawn(path, arg1)
+        local dir = helpers.tmpdir()
+        os.execute(string.format("(%s %s %s >%s/out 2>%s/err </dev/null & echo $! >%s/pid; wait $!; echo $? >%s/rc) &",
+            HOST, q(path), arg1 or "", dir, dir, dir, dir))
+        local h = { dir = dir }
+        function h.wait(name, pattern, seconds)
+            local deadline = os.time() + (seconds or 10)
+            repeat
+                local s = helpers.read_file(dir .. "/" .. name)
+                if s and s:find(pattern) then return s end
+                helpers.sleep(0.02)
+            until os.time() > deadline
+        end
+        h.pid = assert(tonumber(h.wait("pid", "%d+"):match("%d+")))
+        function h.signal(sig) return os.execute("kill -" .. sig .. " " .. h.pid .. " 2>/dev/null") end
+        function h.finish()
+            h.signal("KILL")
+            os.execute("rm -rf " .. q(dir))
+        end
+        return h
+    end
+
+    local slow_job = [[
+local sh = require "streamhost"
+io.stdout:setvbuf("no")
+local ssc = sh.StreamingContext(sh.SparkContext.getOrCreate(), 0.1)
+local work = tonumber(arg[1] or "0")
+ssc:queueStream({}, true, { 1 }):foreachRDD(function(rdd)
+    rdd:map(function(x)  -- each batch keeps a worker busy `work` seconds
+        local C = require("streamhost.ffi").C
+        local t0 = C.sh_ffi_now()
+        while C.sh_ffi_now() - t0 < work do end
+        return x
+    end):count()
+    io.write("batch\n")
+end)
+ssc:start()
+ssc:awaitTermination()
+io.write("stopped\n")
+]]
+
+    it("stops gracefully under `timeout -s INT` and exits 0", function()
+        local path = job(slow_job)
+        local status, out, err
+        local dir = helpers.tmpdir()
+        local p = assert(io.popen(string.format("timeout --preserve-status -s INT 1 %s %s >%s/out 2>%s/err </dev/null; echo $?",
+            HOST, q(path), dir, dir), "r"))
+        status = tonumber(p:read("*a"):match("%d+"))
+        p:close()
+        out, err = helpers.read_file(dir .. "/out"), helpers.read_file(dir .. "/err")
+        os.execute("rm -rf " .. q(dir))
+        assert.are.equal(0, status, err)
+        assert.matches("batch\nstopped\n$", out)
+    end)
+
+    it("takes one SIGINT delivered twice in quick succession as one graceful stop", function()
+        local h = spawn(job(slow_job))
+        local ok, err = pcall(function()
+            assert.is_truthy(h.wait("out", "batch\n"), "the job never ran a batch")
+            h.signal("INT")
+            h.signal("INT")
+            local rc = h.wait("rc", "%d+", 10)
+            assert.is_truthy(rc, "the job did not stop within 10 s")
+            assert.are.equal(0, tonumber(rc:match("%d+")), helpers.read_file(h.dir .. "/err"))
+            assert.matches("stopped\n$", helpers.read_file(h.dir .. "/out"))
+        end)
+        h.finish()
+        if not ok then error(err, 0) end
+    end)
+
+    it("sees SIGINT while batches are behind and stops within the graceful timeout", function()
+        local path = job(slow_job)
+        local h = spawn(path, "0.3")  -- every batch of 0.1 s takes 0.3 s
+        local ok, err = pcall(function()
+            assert.is_truthy(h.wait("out", "batch\nbatch\n"), "the job never ran two batches")
+            local t0 = os.time()
+            h.signal("INT")
+            local rc = h.wait("rc", "%d+", 10)
+            assert.is_truthy(rc, "the job did not stop within 10 s of SIGINT while behind")
+            assert.is_true(os.time() - t0 <= 6)
+            assert.are.equal(0, tonumber(rc:match("%d+")), helpers.read_file(h.dir .. "/err"))
+            assert.matches("stopped\n$", helpers.read_file(h.dir .. "/out"))
+        end)
+        h.finish()
+        if not ok then error(err, 0) end
+    end)
+
+    it("ends the process at once on a second signal more than a second after the first", function()
+        local path = job(slow_job)
+        local h = spawn(path, "30")  -- a batch that would take 30 s
+        local ok, err = pcall(function()
+            assert.is_truthy(h.wait("err", "", 5))
+            helpers.sleep(0.5)  -- the first batch is running
+            h.signal("INT")
+            helpers.sleep(1.3)
+            assert.is_falsy(helpers.read_file(h.dir .. "/rc"), "the first signal ended the job at once")
+            h.signal("INT")
+            local rc = h.wait("rc", "%d+", 5)
+            assert.is_truthy(rc, "the second signal did not end the process")
+            assert.are.equal(130, tonumber(rc:match("%d+")))
+            assert.matches("second signal", helpers.read_file(h.dir .. "/err"))
+        end)
+        h.finish()
+        if not ok then error(err, 0) end
+    end)
+end)
