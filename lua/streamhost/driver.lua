@@ -15,7 +15,8 @@ local main = { done = false, err = nil }
 local stop_seen = false
 
 local function streaming()
-    return package.loaded["streamhost.streaming"]
+    local s = package.loaded["streamhost.streaming"]
+    return type(s) == "table" and s or nil
 end
 
 local function over()

@@ -1,25 +1,43 @@
 -- streamhost.dstream: DStream, a stream of RDDs, one per slide interval, and its operations.
--- Times are integer milliseconds inside; users see epoch seconds.
+-- Every DStream is a plain record (DESIGN.md "The graph is data"): id, name, op, args (plain
+-- values), fns (the shipped functions' registry ids, shipped once when the stream is defined),
+-- parents. What an op computes for a batch lives in OPS, by op name, not in closures. Times are
+-- integer milliseconds inside; users see epoch seconds.
 local rddmod = require "streamhost.rdd"
 local ship = require "streamhost.ship"
 local format = require "streamhost.format"
 local storage = require "streamhost.storage"
 
-local type, error, ipairs, setmetatable = type, error, ipairs, setmetatable
+local type, error, ipairs, pairs, setmetatable = type, error, ipairs, pairs, setmetatable
 
 local DStream = { __sh_context = "DStream" }  -- holds its StreamingContext: never travels
 DStream.__index = DStream
 
-local M = { DStream = DStream }
+-- op name -> compute(d, t_ms) -> the RDD of time t, or nil.
+local OPS = {}
 
--- A new DStream of ssc computed by compute(self, t_ms) -> RDD or nil.
-local function new(ssc, parents, compute, slide_ms)
+local M = { DStream = DStream, OPS = OPS }
+
+-- Registers what a DStream op computes for a batch (modules that add ops call it).
+function M.define(op, compute)
+    OPS[op] = compute
+end
+
+-- A new DStream of ssc: op names its entry in OPS; opts.args (plain values), opts.fns (shipped
+-- function ids), opts.driver (functions that run in the driver: transform, foreachRDD;
+-- recorded by where they are defined), opts.slide_ms (default: the first parent's).
+local function new(ssc, parents, op, opts)
     ssc:_check_can_add(3)
+    opts = opts or {}
+    if OPS[op] == nil then error("no DStream operation named " .. tostring(op), 2) end
     local d = setmetatable({
         _ssc = ssc,
         _parents = parents,
-        _compute = compute,
-        _slide_ms = slide_ms or (parents[1] and parents[1]._slide_ms) or ssc._batch_ms,
+        op = op,
+        args = opts.args or {},
+        fns = opts.fns or {},
+        _driver = opts.driver,
+        _slide_ms = opts.slide_ms or (parents[1] and parents[1]._slide_ms) or ssc._batch_ms,
         _generated = {},
         _remember_ms = nil,
         _id = #ssc._dstreams + 1,
@@ -29,19 +47,53 @@ local function new(ssc, parents, compute, slide_ms)
 end
 M.new = new
 
--- Refuses, where the stream is defined, a function that cannot travel to the workers.
+function DStream:_compute(t)
+    return OPS[self.op](self, t)
+end
+
+-- Refuses, where the stream is defined, a function that cannot travel to the workers; returns
+-- its registry id (shipped once, for every batch of the stream).
 local function check_ship(f, what, level)
     if type(f) ~= "function" then
         error(what .. " expects a function, got " .. type(f), (level or 2) + 1)
     end
-    local ok, err = pcall(ship.ship, f)
-    if not ok then error(err, (level or 2) + 1) end
+    local ok, id = pcall(ship.ship, f)
+    if not ok then error(id, (level or 2) + 1) end
+    return id
 end
 M.check_ship = check_ship
 
 local function nparams(f)
     local info = debug.getinfo(f, "u")
     return info.nparams or 0
+end
+
+local function where(f)
+    local info = debug.getinfo(f, "S")
+    return string.format("%s:%d", info.short_src, info.linedefined or 0)
+end
+
+-- Names the stream (an extension beyond pyspark): checkpoints and hot reload match a stream's
+-- state by name, else by position.
+function DStream:setName(name)
+    if type(name) ~= "string" or name == "" then error("setName expects a non-empty string", 2) end
+    self.name = name
+    return self
+end
+
+-- The stream as plain data: what the graph holds for it, comparable and serializable.
+function DStream:_record()
+    local fns, parents, driver = {}, {}, nil
+    for i, id in ipairs(self.fns) do fns[i] = tonumber(id) end
+    for i, p in ipairs(self._parents) do parents[i] = p._id end
+    if self._driver then
+        driver = {}
+        for k, f in pairs(self._driver) do
+            if type(f) == "function" then driver[k] = where(f) end
+        end
+    end
+    return { id = self._id, name = self.name, op = self.op, args = self.args, fns = fns,
+             parents = parents, slide_ms = self._slide_ms, driver = driver }
 end
 
 -- The RDD of time t (ms), computed once and remembered; nil when t is not a slide boundary.
@@ -75,38 +127,43 @@ function DStream:_init_remember(ms)
     for _, p in ipairs(self._parents) do p:_init_remember(self:_parent_remember(own)) end
 end
 
-local function derived(self, compute, slide_ms)
-    return new(self._ssc, { self }, compute, slide_ms)
+-- A stream whose RDD at t comes from its parent's RDD at t.
+local function unary(self, op, opts)
+    return new(self._ssc, { self }, op, opts)
 end
 
--- A stream whose RDD at t is f(parent's RDD at t).
-local function per_rdd(self, f)
-    return derived(self, function(d, t)
+-- op(parent_rdd, d, t) for ops of one parent: the parent's RDD of t through f.
+local function define_unary(op, f)
+    M.define(op, function(d, t)
         local rdd = d._parents[1]:_get(t)
-        return rdd and f(rdd, t)
+        return rdd and f(rdd, d, t)
     end)
 end
-M.per_rdd = per_rdd
 
 local function default_parallelism(self, numPartitions)
     return numPartitions or self._ssc.sparkContext.defaultParallelism
 end
 
--- -- Transformations ---------------------------------------------------------------------
-
-local function narrow_op(name)
-    DStream[name] = function(self, f, preservesPartitioning) -- luacheck: ignore preservesPartitioning
-        check_ship(f, name)
-        return per_rdd(self, function(rdd) return rdd[name](rdd, f) end)
+local function check_partitions(n, level)
+    if n ~= nil and (type(n) ~= "number" or n < 1 or n % 1 ~= 0) then
+        error("numPartitions must be a positive integer, got " .. tostring(n), level + 1)
     end
 end
-for _, name in ipairs({ "map", "flatMap", "filter", "mapPartitions", "mapPartitionsWithIndex",
-                        "mapValues", "flatMapValues" }) do
-    narrow_op(name)
+
+-- -- Transformations ---------------------------------------------------------------------
+
+local NARROW = { "map", "flatMap", "filter", "mapPartitions", "mapPartitionsWithIndex",
+                 "mapValues", "flatMapValues" }
+for _, name in ipairs(NARROW) do
+    define_unary(name, function(rdd, d) return rdd:_narrow(name, d.fns[1]) end)
+    DStream[name] = function(self, f, preservesPartitioning) -- luacheck: ignore preservesPartitioning
+        return unary(self, name, { fns = { check_ship(f, name) } })
+    end
 end
 
+define_unary("glom", function(rdd) return rdd:glom() end)
 function DStream:glom()
-    return per_rdd(self, function(rdd) return rdd:glom() end)
+    return unary(self, "glom")
 end
 
 local function count_partition(it)
@@ -121,16 +178,24 @@ local function sum_partition(it)
     return { n }
 end
 
+local COUNT_ID, SUM_ID  -- shipped once, on first use
+
 -- One record per batch: the number of records (0 for an empty batch).
+define_unary("count", function(rdd)
+    return rdd:_narrow("mapPartitions", COUNT_ID):coalesce(1):_narrow("mapPartitions", SUM_ID)
+end)
 function DStream:count()
-    return per_rdd(self, function(rdd)
-        return rdd:mapPartitions(count_partition):coalesce(1):mapPartitions(sum_partition)
-    end)
+    COUNT_ID = COUNT_ID or ship.ship(count_partition)
+    SUM_ID = SUM_ID or ship.ship(sum_partition)
+    return unary(self, "count")
 end
 
 -- One record per batch (none for an empty batch): all records reduced with f.
+define_unary("reduce", function(rdd, d)
+    return rdd:_narrow("mapPartitions", d.fns[2]):coalesce(1):_narrow("mapPartitions", d.fns[2])
+end)
 function DStream:reduce(f)
-    check_ship(f, "reduce")
+    local fid = check_ship(f, "reduce")
     local function reduce_partition(it)
         local acc, have = nil, false
         for x in it do
@@ -139,9 +204,7 @@ function DStream:reduce(f)
         if have then return { acc } end
         return {}
     end
-    return per_rdd(self, function(rdd)
-        return rdd:mapPartitions(reduce_partition):coalesce(1):mapPartitions(reduce_partition)
-    end)
+    return unary(self, "reduce", { fns = { fid, ship.ship(reduce_partition) } })
 end
 
 local function pair_one(x) return { x, 1 } end
@@ -151,36 +214,48 @@ function DStream:countByValue()
     return self:map(pair_one):reduceByKey(add)
 end
 
+define_unary("combineByKey", function(rdd, d)
+    local f = d.fns
+    return rdd:_combine(f[1], f[2], f[3], d.args.numPartitions or d._ssc.sparkContext.defaultParallelism)
+end)
+
 function DStream:reduceByKey(func, numPartitions)
-    check_ship(func, "reduceByKey")
-    return per_rdd(self, function(rdd)
-        return rdd:reduceByKey(func, default_parallelism(self, numPartitions))
-    end)
+    local fid = check_ship(func, "reduceByKey")
+    check_partitions(numPartitions, 2)
+    return unary(self, "combineByKey", { fns = { rddmod.identity_id(), fid, fid },
+                                         args = { numPartitions = numPartitions, reduce = true } })
 end
 
 function DStream:combineByKey(createCombiner, mergeValue, mergeCombiners, numPartitions)
-    check_ship(createCombiner, "combineByKey (createCombiner)")
-    check_ship(mergeValue, "combineByKey (mergeValue)")
-    check_ship(mergeCombiners, "combineByKey (mergeCombiners)")
-    return per_rdd(self, function(rdd)
-        return rdd:combineByKey(createCombiner, mergeValue, mergeCombiners,
-            default_parallelism(self, numPartitions))
-    end)
+    local fns = { check_ship(createCombiner, "combineByKey (createCombiner)"),
+                  check_ship(mergeValue, "combineByKey (mergeValue)"),
+                  check_ship(mergeCombiners, "combineByKey (mergeCombiners)") }
+    check_partitions(numPartitions, 2)
+    return unary(self, "combineByKey", { fns = fns, args = { numPartitions = numPartitions } })
 end
 
+define_unary("groupByKey", function(rdd, d)
+    return rdd:groupByKey(default_parallelism(d, d.args.numPartitions))
+end)
 function DStream:groupByKey(numPartitions)
-    return per_rdd(self, function(rdd)
-        return rdd:groupByKey(default_parallelism(self, numPartitions))
-    end)
+    check_partitions(numPartitions, 2)
+    return unary(self, "groupByKey", { args = { numPartitions = numPartitions } })
 end
 
+define_unary("partitionBy", function(rdd, d)
+    return rdd:_partition(d.args.numPartitions, d.fns[1])
+end)
 function DStream:partitionBy(numPartitions, partitionFunc)
-    if partitionFunc then check_ship(partitionFunc, "partitionBy") end
-    return per_rdd(self, function(rdd) return rdd:partitionBy(numPartitions, partitionFunc) end)
+    local fns = {}
+    if partitionFunc and partitionFunc ~= require("streamhost.keys").portable_hash then
+        fns[1] = check_ship(partitionFunc, "partitionBy")
+    end
+    return unary(self, "partitionBy", { fns = fns, args = { numPartitions = numPartitions } })
 end
 
+define_unary("repartition", function(rdd, d) return rdd:repartition(d.args.numPartitions) end)
 function DStream:repartition(numPartitions)
-    return per_rdd(self, function(rdd) return rdd:repartition(numPartitions) end)
+    return unary(self, "repartition", { args = { numPartitions = numPartitions } })
 end
 
 -- -- Streams of two or more parents ----------------------------------------------------------
@@ -193,34 +268,33 @@ local function check_same_slide(a, b, what)
     end
 end
 
--- f(time, rdds...) over the RDDs of several streams at the same time.
-local function multi(streams, f)
-    return new(streams[1]._ssc, streams, function(d, t)
+-- op over the parents' RDDs of the same time: f(rdds, d, t).
+local function define_multi(op, f)
+    M.define(op, function(d, t)
         local rdds = {}
         for i, p in ipairs(d._parents) do
             rdds[i] = p:_get(t)
             if rdds[i] == nil then return nil end
         end
-        return f(t, rdds)
+        return f(rdds, d, t)
     end)
 end
-M.multi = multi
+M.define_multi = define_multi
 
+define_multi("union", function(r) return rddmod.union_all(r[1].ctx, r) end)
 function DStream:union(other)
     check_same_slide(self, other, "union")
-    return multi({ self, other }, function(_, r) return r[1]:union(r[2]) end)
+    return new(self._ssc, { self, other }, "union")
 end
 
-local function binary_op(name)
+for _, name in ipairs({ "cogroup", "join", "leftOuterJoin", "rightOuterJoin", "fullOuterJoin" }) do
+    define_multi(name, function(r, d)
+        return r[1][name](r[1], r[2], default_parallelism(d, d.args.numPartitions))
+    end)
     DStream[name] = function(self, other, numPartitions)
         check_same_slide(self, other, name)
-        return multi({ self, other }, function(_, r)
-            return r[1][name](r[1], r[2], default_parallelism(self, numPartitions))
-        end)
+        return new(self._ssc, { self, other }, name, { args = { numPartitions = numPartitions } })
     end
-end
-for _, name in ipairs({ "cogroup", "join", "leftOuterJoin", "rightOuterJoin", "fullOuterJoin" }) do
-    binary_op(name)
 end
 
 local function check_rdd(r, what)
@@ -231,23 +305,37 @@ local function check_rdd(r, what)
 end
 
 -- transform(f): f(rdd) or, when f takes two parameters, f(time, rdd); runs in the driver.
+define_unary("transform", function(rdd, d, t)
+    local func = d._driver.func
+    if d.args.with_time then return check_rdd(func(t / 1000, rdd), "the transform function") end
+    return check_rdd(func(rdd), "the transform function")
+end)
 function DStream:transform(func)
     if type(func) ~= "function" then error("transform expects a function", 2) end
-    local with_time = nparams(func) >= 2
-    return per_rdd(self, function(rdd, t)
-        if with_time then return check_rdd(func(t / 1000, rdd), "the transform function") end
-        return check_rdd(func(rdd), "the transform function")
-    end)
+    return unary(self, "transform", { args = { with_time = nparams(func) >= 2 }, driver = { func = func } })
 end
 
+define_multi("transformWith", function(r, d, t)
+    local func = d._driver.func
+    if d.args.with_time then return check_rdd(func(t / 1000, r[1], r[2]), "the transformWith function") end
+    return check_rdd(func(r[1], r[2]), "the transformWith function")
+end)
 function DStream:transformWith(func, other, keepSerializer) -- luacheck: ignore keepSerializer
     if type(func) ~= "function" then error("transformWith expects a function", 2) end
     check_same_slide(self, other, "transformWith")
-    local with_time = nparams(func) >= 3
-    return multi({ self, other }, function(t, r)
-        if with_time then return check_rdd(func(t / 1000, r[1], r[2]), "the transformWith function") end
-        return check_rdd(func(r[1], r[2]), "the transformWith function")
-    end)
+    return new(self._ssc, { self, other }, "transformWith",
+        { args = { with_time = nparams(func) >= 3 }, driver = { func = func } })
+end
+
+-- StreamingContext.transform(dstreams, func): func(rdds) or func(time, rdds).
+define_multi("transformAll", function(r, d, t)
+    local func = d._driver.func
+    if d.args.with_time then return check_rdd(func(t / 1000, r), "the transform function") end
+    return check_rdd(func(r), "the transform function")
+end)
+function M.transform_all(streams, func)
+    return new(streams[1]._ssc, streams, "transformAll",
+        { args = { with_time = nparams(func) >= 2 }, driver = { func = func } })
 end
 
 -- -- Persistence -------------------------------------------------------------------------------

@@ -99,6 +99,12 @@ local function narrow(parent, op, fn)
     return new(parent.ctx, "narrow", parent._n, { _deps = { parent }, _op = op, _fn = fn })
 end
 
+-- A narrow operation with a function shipped already (a DStream ships its functions once,
+-- when it is defined, and uses the ids for every batch).
+function RDD:_narrow(op, fn_id)
+    return narrow(self, op, fn_id)
+end
+
 -- -- Narrow transformations ------------------------------------------------------------
 
 function RDD:map(f)
@@ -207,6 +213,26 @@ function RDD:combineByKey(createCombiner, mergeValue, mergeCombiners, numPartiti
 end
 
 local function identity(x) return x end
+local IDENTITY_ID
+
+-- The registry id of the identity function (createCombiner of reduceByKey), shipped once.
+function M.identity_id()
+    IDENTITY_ID = IDENTITY_ID or ship.ship(identity)
+    return IDENTITY_ID
+end
+
+-- combineByKey with its functions shipped already (ids), into n partitions.
+function RDD:_combine(create_id, merge_id, merge_combiners_id, numPartitions, partition_id)
+    local n = default_partitions(self, numPartitions)
+    return shuffled({ self }, n, { agg = "combine", createCombiner = create_id, mergeValue = merge_id,
+                                   partitionFunc = partition_id }, "combine", merge_combiners_id)
+end
+
+-- partitionBy with its partition function shipped already (an id, or nil for portable_hash).
+function RDD:_partition(numPartitions, partition_id)
+    local n = default_partitions(self, numPartitions)
+    return shuffled({ self }, n, { agg = "none", partitionFunc = partition_id }, "none")
+end
 
 function RDD:reduceByKey(func, numPartitions, partitionFunc)
     check_fn(func, "reduceByKey")

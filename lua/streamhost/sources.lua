@@ -53,11 +53,12 @@ M.spread = spread
 -- An input stream: `source` has generate(t_ms, record) -> RDD, metadata (called when the
 -- scheduler seals batch t; `record` is its C batch record), and optionally start(sched),
 -- stop(), poll_events(), receiver (true for listener receiver events).
+-- An input's RDDs are made when their batch is sealed (StreamingContext:_generate); a time
+-- with none has no data.
+dstream.define("input", function(d) return d._ssc.sparkContext:emptyRDD() end)
+
 local function input(ssc, source)
-    local sc = ssc.sparkContext
-    -- An input's RDDs are made when their batch is sealed (StreamingContext:_generate); a
-    -- time with none has no data.
-    local d = dstream.new(ssc, {}, function() return sc:emptyRDD() end, ssc._batch_ms)
+    local d = dstream.new(ssc, {}, "input", { args = source.args, slide_ms = ssc._batch_ms })
     d._source = source
     source.stream_id = #ssc._inputs
     ssc._inputs[#ssc._inputs + 1] = d
@@ -79,7 +80,7 @@ function M.queue(ssc, rdds, oneAtATime, default)
     local queue = {}
     for i, x in ipairs(rdds) do queue[i] = as_rdd(sc, x) end
     local default_rdd = default ~= nil and as_rdd(sc, default) or nil
-    local source = { name = "queueStream" }
+    local source = { name = "queueStream", args = { kind = "queueStream", oneAtATime = oneAtATime } }
     function source.generate(_, _)
         if #queue == 0 then return default_rdd or sc:emptyRDD(), { description = "queueStream: empty" } end
         if oneAtATime then return table.remove(queue, 1), { description = "queueStream: 1 RDD" } end
@@ -125,7 +126,8 @@ function M.socket(ssc, host, port, storageLevel) -- luacheck: ignore storageLeve
     end
     local sc = ssc.sparkContext
     local source = { name = string.format("SocketReceiver(%s:%d)", host, port), receiver = true,
-                     location = string.format("%s:%d", host, port) }
+                     location = string.format("%s:%d", host, port),
+                     args = { kind = "socketTextStream", host = host, port = port } }
     function source.start(self, sched)
         self.input = C.sh_ffi_sched_input_new(sched, shffi.BLOB_LINES, BLOCK_BYTES, MAX_QUEUED)
         if self.input < 0 then error("socketTextStream " .. self.location .. ": out of memory", 0) end
@@ -168,9 +170,9 @@ end
 
 -- New files of a directory, each read once: the files there at start are not read (Spark's
 -- newFilesOnly), dotfiles never.
-local function directory_source(ssc, dir, read, name)
+local function directory_source(ssc, dir, read, name, args)
     local sc = ssc.sparkContext
-    local source = { name = name, dir = dir, seen = {}, location = dir }
+    local source = { name = name, dir = dir, seen = {}, location = dir, args = args }
     function source.start(self, _)
         local names = files.list(dir)
         if names == nil then
@@ -209,7 +211,8 @@ end
 
 function M.text_files(ssc, dir)
     if type(dir) ~= "string" then error("textFileStream expects a directory path", 3) end
-    return directory_source(ssc, dir, files.read_lines, "textFileStream(" .. dir .. ")")
+    return directory_source(ssc, dir, files.read_lines, "textFileStream(" .. dir .. ")",
+        { kind = "textFileStream", directory = dir })
 end
 
 function M.binary_records(ssc, dir, recordLength)
@@ -226,7 +229,8 @@ function M.binary_records(ssc, dir, recordLength)
         end
         return blob, note
     end
-    return directory_source(ssc, dir, read, "binaryRecordsStream(" .. dir .. ")")
+    return directory_source(ssc, dir, read, "binaryRecordsStream(" .. dir .. ")",
+        { kind = "binaryRecordsStream", directory = dir, recordLength = recordLength })
 end
 
 return M

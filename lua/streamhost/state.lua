@@ -88,9 +88,12 @@ local function finish_update(d, t, ok)
     end
 end
 
--- A new stateful DStream: compute(d, t) as for dstream.new; d._sid names its state in the workers.
-function M.new(ssc, parents, compute, slide_ms)
-    local d = dstream.new(ssc, parents, compute, slide_ms)
+-- Registers a stateful DStream op (what dstream.define does for the others).
+M.define = dstream.define
+
+-- A new stateful DStream, as dstream.new; d._sid names its state in the workers.
+function M.new(ssc, parents, op, opts)
+    local d = dstream.new(ssc, parents, op, opts)
     next_sid = next_sid + 1
     d._sid = next_sid
     d._validate = validate
@@ -150,8 +153,27 @@ end
 -- updateFunc(newValues, lastState) -> new state, or nil to drop the key; newValues is an array
 -- (empty when the key has only a state), lastState nil for a new key. initialRDD ({k, state}
 -- records, an RDD or an array) seeds the state.
+M.define("updateStateByKey", function(d, t)
+    local sc = d._ssc.sparkContext
+    local batch = d._parents[1]:_get(t)
+    if batch == nil then return nil end
+    local n = d.args.numPartitions
+    local input = batch:partitionBy(n)
+    scheduler.prepare(sc, input)
+    local fresh = d._state_time == nil
+    local init
+    if fresh and d._initial then
+        init = d._initial:partitionBy(n)
+        scheduler.prepare(sc, init)
+    end
+    return M.update(d, n, t, function(p)
+        return { kind = "sh_state", fn = d.fns[1], input = input:_plan(p), fresh = fresh,
+                 init = init and init:_plan(p), time = t }
+    end)
+end)
+
 function DStream:updateStateByKey(updateFunc, numPartitions, initialRDD)
-    dstream.check_ship(updateFunc, "updateStateByKey")
+    local fn = dstream.check_ship(updateFunc, "updateStateByKey")
     local sc = self._ssc.sparkContext
     local n = numPartitions or sc.defaultParallelism
     if type(n) ~= "number" or n < 1 or n % 1 ~= 0 then
@@ -163,23 +185,10 @@ function DStream:updateStateByKey(updateFunc, numPartitions, initialRDD)
         end
         initialRDD = sc:parallelize(initialRDD)
     end
-    local fn = rddmod.ship_fn(updateFunc, "updateStateByKey")
-    return M.new(self._ssc, { self }, function(d, t)
-        local batch = d._parents[1]:_get(t)
-        if batch == nil then return nil end
-        local input = batch:partitionBy(n)
-        scheduler.prepare(sc, input)
-        local fresh = d._state_time == nil
-        local init
-        if fresh and initialRDD then
-            init = initialRDD:partitionBy(n)
-            scheduler.prepare(sc, init)
-        end
-        return M.update(d, n, t, function(p)
-            return { kind = "sh_state", fn = fn, input = input:_plan(p), fresh = fresh,
-                     init = init and init:_plan(p), time = t }
-        end)
-    end)
+    local d = M.new(self._ssc, { self }, "updateStateByKey",
+        { fns = { fn }, args = { numPartitions = n, initialRDD = initialRDD ~= nil } })
+    d._initial = initialRDD
+    return d
 end
 
 return M

@@ -126,13 +126,7 @@ end
 -- transform(dstreams, func): func(rdds) or func(time, rdds) over the streams' RDDs of a batch.
 function StreamingContext:transform(dstreams, transformFunc)
     if type(transformFunc) ~= "function" then error("transform expects a function", 2) end
-    local with_time = debug.getinfo(transformFunc, "u").nparams >= 2
-    return dstream.multi(dstreams, function(t, rdds)
-        local r
-        if with_time then r = transformFunc(t / 1000, rdds) else r = transformFunc(rdds) end
-        if getmetatable(r) ~= rddmod.RDD then error("the transform function must return an RDD", 0) end
-        return r
-    end)
+    return dstream.transform_all(dstreams, transformFunc)
 end
 
 function StreamingContext:remember(duration)
@@ -145,6 +139,17 @@ function StreamingContext:checkpoint(directory)
     end
     self._checkpoint_dir = directory
     if directory then self.sparkContext:setCheckpointDir(directory) end
+end
+
+-- The stream graph as plain data (DESIGN.md "The graph is data"): the streams' records, in the
+-- order they were defined, and the output operations.
+function StreamingContext:_graph()
+    local streams, outputs = {}, {}
+    for i, d in ipairs(self._dstreams) do streams[i] = d:_record() end
+    for i, out in ipairs(self._outputs) do
+        outputs[i] = { id = out.id, stream = out.dstream._id, name = out.name, description = out.description }
+    end
+    return { batch_ms = self._batch_ms, streams = streams, outputs = outputs }
 end
 
 function StreamingContext:addStreamingListener(l)

@@ -69,11 +69,12 @@ end
 
 -- -- window ------------------------------------------------------------------------------------
 
+dstream.define("window", function(d, t)
+    return rddmod.union_all(d._ssc.sparkContext, rdds_between(d, t - d.args.window_ms, t))
+end)
+
 local function windowed(parent, w, s)
-    local sc = parent._ssc.sparkContext
-    local d = dstream.new(parent._ssc, { parent }, function(d, t)
-        return rddmod.union_all(sc, rdds_between(d, t - w, t))
-    end, s)
+    local d = dstream.new(parent._ssc, { parent }, "window", { args = { window_ms = w }, slide_ms = s })
     d._parent_remember = remember_window(w)
     return d
 end
@@ -90,27 +91,31 @@ end
 -- previous window's value lives in the workers (partition p on worker p % nworkers); each slide
 -- subtracts the batches that left and adds those that entered. Falls back to reducing the
 -- whole window when there is no previous value (the first window, or a failed batch).
+state.define("reducedWindow", function(d, t)
+    local sc = d._ssc.sparkContext
+    local w, s, n = d.args.window_ms, d._slide_ms, d.args.numPartitions
+    local fn, inv, filter = d.fns[1], d.fns[2], d.fns[3]
+    local reset = d._state_time ~= t - s or s >= w
+    local added, removed
+    if reset then
+        added, removed = rdds_between(d, t - w, t), {}
+    else
+        added, removed = rdds_between(d, t - s, t), rdds_between(d, t - s - w, t - w)
+    end
+    for _, r in ipairs(added) do scheduler.prepare(sc, r) end
+    for _, r in ipairs(removed) do scheduler.prepare(sc, r) end
+    return state.update(d, n, t, function(p)
+        local a, r = {}, {}
+        for i, x in ipairs(added) do a[i] = x:_plan(p) end
+        for i, x in ipairs(removed) do r[i] = x:_plan(p) end
+        return { kind = "sh_window", fn = fn, inv = inv, filter = filter, added = a,
+                 removed = r, reset = reset, time = t }
+    end)
+end)
+
 local function incremental(reduced, fn, inv, filter, w, s, n)
-    local sc = reduced._ssc.sparkContext
-    local d = state.new(reduced._ssc, { reduced }, function(d, t)
-        local reset = d._state_time ~= t - s or s >= w
-        local added, removed
-        if reset then
-            added, removed = rdds_between(d, t - w, t), {}
-        else
-            added, removed = rdds_between(d, t - s, t), rdds_between(d, t - s - w, t - w)
-        end
-        for _, r in ipairs(added) do scheduler.prepare(sc, r) end
-        for _, r in ipairs(removed) do scheduler.prepare(sc, r) end
-        local rdd = state.update(d, n, t, function(p)
-            local a, r = {}, {}
-            for i, x in ipairs(added) do a[i] = x:_plan(p) end
-            for i, x in ipairs(removed) do r[i] = x:_plan(p) end
-            return { kind = "sh_window", fn = fn, inv = inv, filter = filter, added = a,
-                     removed = r, reset = reset, time = t }
-        end)
-        return rdd
-    end, s)
+    local d = state.new(reduced._ssc, { reduced }, "reducedWindow",
+        { args = { window_ms = w, numPartitions = n }, fns = { fn, inv, filter }, slide_ms = s })
     d._parent_remember = remember_window(w)
     return d
 end
@@ -121,9 +126,9 @@ local function reduce_by_key_and_window(self, func, invFunc, w, s, numPartitions
     if invFunc == nil then
         return windowed(reduced, w, s):reduceByKey(func, n)
     end
-    return incremental(reduced, rddmod.ship_fn(func, "reduceByKeyAndWindow", 3),
-        rddmod.ship_fn(invFunc, "reduceByKeyAndWindow (invFunc)", 3),
-        filterFunc and rddmod.ship_fn(filterFunc, "reduceByKeyAndWindow (filterFunc)", 3),
+    return incremental(reduced, check_ship(func, "reduceByKeyAndWindow", 3),
+        check_ship(invFunc, "reduceByKeyAndWindow (invFunc)", 3),
+        filterFunc and check_ship(filterFunc, "reduceByKeyAndWindow (filterFunc)", 3),
         w, s, n)
 end
 
