@@ -419,9 +419,6 @@ function StreamingContext:_run_batch(batch)
     info.totalDelay = info.schedulingDelay + info.processingDelay
     self._last_batch_ms = t
     self._batches_done = (self._batches_done or 0) + 1
-    if failure then
-        io.stderr:write("streamhost: batch ", format_time(t), " failed: ", failure, "\n")
-    end
     self:_post("onBatchCompleted", info)
 end
 
@@ -434,9 +431,15 @@ function StreamingContext:_batch_ended(batch, ok, err)
         batch.rec = nil
     end
     self._running = nil
-    if batch.failure and not self._error then
-        self._error = batch.failure
-        wake_all(self._waiters)
+    if batch.failure then
+        -- Said once: raised by the awaitTermination that waits for it, else printed here.
+        if self._error == nil and next(self._waiters) ~= nil then
+            self._error = batch.failure
+            wake_all(self._waiters)
+        else
+            io.stderr:write("streamhost: batch ", format_time(batch.time), " failed: ", batch.failure, "\n")
+            if self._error == nil then self._error = batch.failure end
+        end
     end
     if #self._queue == 0 then wake_all(self._drain_waiters) end
     local pending = self._stop_after_batch

@@ -1,0 +1,44 @@
+-- scripts/bench/sortby_job.lua: the transform(sortBy) job of the batch-loop benchmark: every
+-- batch's transform ships new closures (a sort, and a map capturing a fresh ~20 KB lookup
+-- table), so the function registry and the workers' caches see a new function each batch.
+-- Prints the process's RSS at batch 100 and at the last batch.
+-- usage: streamhost sortby_job.lua [BATCH_SECONDS=0.05] [BATCHES=2000]
+local sh = require "streamhost"
+
+local function rss_kb()
+    local f = io.open("/proc/self/status", "r")
+    local s = f and f:read("*a") or ""
+    if f then f:close() end
+    return tonumber(s:match("VmRSS:%s*(%d+)")) or 0
+end
+
+local interval, last = tonumber(arg[1] or "0.05"), tonumber(arg[2] or "2000")
+local sc = sh.SparkContext(nil, "sortby-bench")
+local ssc = sh.StreamingContext(sc, interval)
+local words = {}
+for i = 1, 400 do words[i] = "w" .. (i * 7919 % 97) end
+local batches, rss100, behind_max = 0, nil, 0
+ssc:queueStream({}, true, sc:parallelize(words, 2))
+    :map(function(w) return { w, 1 } end)
+    :reduceByKey(function(a, b) return a + b end)
+    :transform(function(rdd)
+        local lookup = {}
+        for i = 1, 1000 do lookup[i] = string.format("%019d", i) end  -- ~20 KB, new each batch
+        return rdd:map(function(kv) return { kv[1], kv[2] + #lookup[1] } end)
+                  :sortBy(function(kv) return kv[2] end, false)
+    end)
+    :foreachRDD(function(time, rdd)
+        rdd:take(3)
+        batches = batches + 1
+        local behind = sh.StreamingContext and (os.time() - time) or 0
+        if behind > behind_max then behind_max = behind end
+        if batches == 100 then rss100 = rss_kb() end
+        if batches == last then
+            io.write(string.format("batches=%d rss_at_100_kb=%d rss_at_%d_kb=%d max_delay_s=%d\n",
+                batches, rss100 or 0, last, rss_kb(), behind_max))
+            io.stdout:flush()
+            ssc:stop(true, false)
+        end
+    end)
+ssc:start()
+ssc:awaitTermination()
