@@ -185,15 +185,50 @@ pack_value = function(v, ctx)
     refuse(ctx, "is a " .. t .. ", which cannot travel to another Lua state")
 end
 
--- Packs a function; returns the registry id under which workers load it. Errors (naming the
--- function's file and line and the upvalue or global) when it captures what cannot travel.
+-- -- Ownership of registry entries -------------------------------------------------------
+
+-- An id is a boxed uint64_t cdata, so that string.buffer encodes it into plans by value. LuaJIT
+-- cannot attach a finalizer to a boxed scalar (ffi.gc takes pointers, structs and arrays
+-- only), so each id owns a guard (a uint64_t[1] holding the id, with ffi.gc) through this
+-- weak-keyed table: when the id is collected its entry goes, the guard follows in the next
+-- collection and releases the registry reference. Guards never refer back to their id.
+local owners = setmetatable({}, { __mode = "k" })
+
+local function release_guard(guard)
+    C.sh_ffi_fn_unref(guard[0])
+end
+
+-- Stores bytes in the registry; returns the id owning one reference. `keep` (optional) stays
+-- alive as long as the id does (what the entry refers to: broadcasts, lazy values).
+local function register(s, keep)
+    local id = C.sh_ffi_fn_put(s, #s)
+    if id == 0 then return nil end
+    local guard = ffi.gc(ffi.new("uint64_t[1]", id), release_guard)
+    owners[id] = keep and { guard, keep } or guard
+    return id
+end
+
+-- Drops the reference an id owns now, instead of when the id is collected (idempotent).
+function M.release(id)
+    local o = owners[id]
+    if o == nil then return end
+    owners[id] = nil
+    local guard = type(o) == "table" and o[1] or o
+    release_guard(ffi.gc(guard, nil))
+end
+
+-- Packs a function and stores it in the registry. Returns its id, a boxed uint64_t cdata that
+-- owns one reference to the registry entry: whatever holds the id (an RDD, a plan, a DStream)
+-- keeps the function alive, and the entry is released after the id is collected. The id goes
+-- into plans as it is; workers take it or its number. Equal ids compare equal with == but are
+-- distinct table keys: key tables by tonumber(id). Errors (naming the function's file and line
+-- and the upvalue or global) when it captures what cannot travel.
 function M.ship(f)
     if type(f) ~= "function" then error("expected a function, got " .. type(f), 2) end
     local ctx = { fns = {}, fn_ids = {}, recs = {}, next_id = 0, where = where(f), path = "" }
     local root = pack_value(f, ctx)
-    local s = buffer.encode({ root = root, fns = ctx.fns })
-    local id = C.sh_ffi_fn_put(s, #s)
-    if id == 0 then error("out of memory shipping a function", 2) end
+    local id = register(buffer.encode({ root = root, fns = ctx.fns }))
+    if id == nil then error("out of memory shipping a function", 2) end
     return id
 end
 
@@ -250,27 +285,90 @@ function M.load_bytes(s)
     return unpack_value(packed.root, ctx)
 end
 
-local cache, bytes_cache = {}, {}
--- The function with registry id `id`, loaded once per task (see new_task).
+-- -- The worker's cache ------------------------------------------------------------------
+
+local cache, bytes_cache, ncached = {}, {}, 0
+
+-- The bytes of registry entry `id` (a number), copied out of the registry.
+local function entry_bytes(id)
+    local b = C.sh_ffi_fn_get(id)
+    if b == nil then return nil end
+    local s = ffi.string(b.data, b.len)
+    C.sh_ffi_blob_unref(b)
+    return s
+end
+
+-- The function with registry id `id` (a number or a uint64_t cdata), loaded once per task
+-- (see new_task).
 function M.load(id)
+    id = tonumber(id)
     local f = cache[id]
     if f then return f end
     local s = bytes_cache[id]
     if s == nil then
-        local p, len = ffi.new("const char *[1]"), ffi.new("size_t[1]")
-        if C.sh_ffi_fn_get(id, p, len) ~= 0 then error("no shipped function with id " .. tostring(id)) end
-        s = ffi.string(p[0], len[0])
+        s = entry_bytes(id)
+        if s == nil then error("no shipped function with id " .. tostring(id)) end
         bytes_cache[id] = s
+        ncached = ncached + 1
     end
     f = M.load_bytes(s)
     cache[id] = f
     return f
 end
 
--- Forgets the loaded functions, so the next task gets fresh copies of their upvalues: what a
--- task changes in an upvalue is not seen by later tasks, as Spark deserializes per task.
+-- -- Dropped entries ----------------------------------------------------------------------
+
+local LOG_BATCH = 64
+local log_pos, log_ids = ffi.new("uint64_t[1]"), ffi.new("uint64_t[?]", LOG_BATCH)
+
+local function drop(id)
+    if bytes_cache[id] ~= nil then
+        bytes_cache[id] = nil
+        ncached = ncached - 1
+    end
+end
+
+local function drop_all()
+    bytes_cache, ncached = {}, 0
+end
+
+-- Forgets what the registry dropped since the last call (all of it when this state fell behind
+-- the registry's log).
+local function forget_dropped()
+    while true do
+        local n = C.sh_ffi_fn_dropped_since(log_pos, log_ids, LOG_BATCH)
+        if n == shffi.FN_LOST then
+            drop_all()
+            return
+        end
+        for i = 0, n - 1 do drop(tonumber(log_ids[i])) end
+        if n < LOG_BATCH then return end
+    end
+end
+
+-- Starts a task: forgets the loaded functions, so the task gets fresh copies of their upvalues
+-- (what a task changes in an upvalue is not seen by later tasks, as Spark deserializes per
+-- task), and the bytes of registry entries dropped since the last task.
 function M.new_task()
     cache = {}
+    forget_dropped()
+end
+
+-- Whether this state holds registry entry `id` (for tests).
+function M.is_cached(id)
+    return bytes_cache[tonumber(id)] ~= nil
+end
+
+-- This state's cache (for tests): { entries = registry entries whose bytes it holds }.
+function M.cache_stats()
+    return { entries = ncached }
+end
+
+-- The registry's live entries and their bytes (any state).
+function M.registry_stats()
+    local live, bytes = ffi.new("size_t[1]"), ffi.new("size_t[1]")
+    C.sh_ffi_fn_stats(live, bytes)
+    return { live = tonumber(live[0]), bytes = tonumber(bytes[0]) }
 end
 
 return M
