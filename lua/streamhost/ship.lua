@@ -1,5 +1,7 @@
 -- streamhost.ship: turns closures into bytes that another Lua state can load (bytecode plus
--- upvalues and referenced globals by value; modules and library functions by name), and back.
+-- upvalues and referenced globals by value; modules and library functions by name), keeps
+-- those bytes in the host's registry under a reference-counted id, and loads them in worker
+-- states once, putting the shipped values back after each task.
 local buffer = require "string.buffer"
 local jutil = require "jit.util"
 local bit = require "bit"
@@ -233,8 +235,26 @@ function M.ship(f)
 end
 
 -- -- Unpacking (any state) -------------------------------------------------------------
+--
+-- The decoded bytes of one registry entry (a "pack") are loaded once per state: its functions
+-- come from bytecode once and keep their identity, so the traces LuaJIT compiles for them
+-- survive from task to task. What pyspark gets by unpickling per task (every task starts from
+-- the shipped values) comes from putting the values back after a task that changed them.
+--
+-- Putting back must not give an upvalue a new object when the upvalue is immutable (never
+-- assigned in the source; LuaJIT keeps the flag in the bytecode): the trace recorder
+-- constifies such an upvalue's current value when it is a function, string, number or boolean
+-- (lj_record.c, rec_upvalue_constify; tables, userdata and threads are left alone), and a
+-- trace compiled earlier would go on using the old object. So the loaded functions and the
+-- tables that upvalues and shipped globals hold keep their identity: a table's contents are
+-- put back in place (nested tables as fresh copies), a function's own upvalues are put back,
+-- and only mutable upvalues are set with debug.setupvalue. Immutable scalars cannot change.
+--
+-- After each task the pack is compared with what was shipped (no allocation; for a captured
+-- table that is one pass over it) and put back only when it differs, so that nothing a
+-- finished task made stays reachable from a loaded function.
 
-local unpack_value
+local dgetmetatable, dsetmetatable = debug.getmetatable, debug.setmetatable
 
 local function resolve_lib(p)
     local mod = p.mod == "_G" and _G or package.loaded[p.mod] or require(p.mod)
@@ -242,78 +262,297 @@ local function resolve_lib(p)
     return mod[p.field]
 end
 
-unpack_value = function(v, ctx)
+-- Whether packed value p becomes a table that this module makes (and may refill).
+local function makes_table(p)
+    if type(p) ~= "table" then return false end
+    local kind = rawget(p, MARK)
+    return kind == nil or kind == "ref" or type(kind) == "table"
+end
+
+-- The immutable flags of a dumped function's upvalues, by upvalue index: the upvalue list of
+-- its prototype (the last one in the dump, after its children) carries PROTO_UV_IMMUTABLE
+-- (0x4000), which the loaded closure's upvalues inherit (lj_func_newL_empty).
+local function immutable_upvalues(bc)
+    local p, pos = ffi.cast("const uint8_t *", bc), 4
+    local function uleb()
+        local v, scale = 0, 1
+        while true do
+            local b = p[pos]
+            pos = pos + 1
+            v = v + bit.band(b, 0x7f) * scale
+            if b < 0x80 then return v end
+            scale = scale * 128
+        end
+    end
+    local flags = uleb()
+    local strip, big_endian = bit.band(flags, 2) ~= 0, bit.band(flags, 1) ~= 0
+    if not strip then pos = pos + uleb() end  -- the chunk name
+    local last
+    while true do
+        local len = uleb()
+        if len == 0 then break end
+        last, pos = pos, pos + len
+    end
+    pos = last
+    local nuv = p[pos + 3]
+    pos = pos + 4
+    uleb() -- sizekgc
+    uleb() -- sizekn
+    local nbc = uleb()
+    if not strip and uleb() > 0 then uleb(); uleb() end  -- debug info size, first line, lines
+    pos = pos + nbc * 4
+    local imm = {}
+    for i = 0, nuv - 1 do
+        local hi = big_endian and p[pos + 2 * i] or p[pos + 2 * i + 1]
+        imm[i + 1] = bit.band(hi, 0x40) ~= 0
+    end
+    return imm
+end
+
+-- A generation: the tables made by one unpacking of a pack. tables: id -> table (shared ones);
+-- made: packed table -> the table made from it; keep: packed table -> the kept table to refill.
+local function new_gen()
+    return { tables = {}, made = {}, keep = {} }
+end
+
+-- The value of packed value v in pack L, making the tables of generation g.
+local function unpack_value(v, L, g)
     if type(v) ~= "table" then return v end
     local kind = rawget(v, MARK)
-    if kind == "fn" then return ctx.loaded[v.k] end
-    if kind == "lib" or kind == "mod" then return resolve_lib(v) end
+    if kind == "fn" then return L.fns[v.k] end
+    if kind == "lib" or kind == "mod" then
+        local r = L.lib[v]
+        if r == nil then
+            r = resolve_lib(v)
+            L.lib[v] = r
+        end
+        return r
+    end
+    local tables = g.tables
     if kind == "ref" then
-        local t = ctx.tables[v.id]
-        if t == nil then t = {}; ctx.tables[v.id] = t end
+        local t = tables[v.id]
+        if t == nil then t = {}; tables[v.id] = t end
         return t
     end
     local t
     if kind and kind.id then
-        t = ctx.tables[kind.id]
-        if t == nil then t = {}; ctx.tables[kind.id] = t end
+        t = tables[kind.id]
+        if t == nil then t = {}; tables[kind.id] = t end
     else
-        t = {}
+        t = g.keep[v] or {}
     end
-    for key, x in pairs(v) do
-        if key ~= MARK then rawset(t, unpack_value(key, ctx), unpack_value(x, ctx)) end
+    g.made[v] = t
+    for key, x in next, v do
+        if key ~= MARK then rawset(t, unpack_value(key, L, g), unpack_value(x, L, g)) end
     end
-    if kind and kind.mt then setmetatable(t, unpack_value(kind.mt, ctx)) end
+    if kind and kind.mt then dsetmetatable(t, unpack_value(kind.mt, L, g)) end
     return t
 end
 
--- Loads a shipped function from its serialized form.
-function M.load_bytes(s)
-    local packed = buffer.decode(s)
-    local ctx = { loaded = {}, tables = {} }
+-- Loads a decoded pack: its functions, their upvalues and globals. Returns the pack's state;
+-- L.root is the shipped value.
+local function load_pack(packed)
+    local L = { packed = packed, fns = {}, imm = {}, env = {}, envmt = {}, lib = {}, slots = {} }
     for k, entry in ipairs(packed.fns) do
-        ctx.loaded[k] = assert(loadstring(entry.bc))
+        L.fns[k] = assert(loadstring(entry.bc))
+        L.imm[k] = immutable_upvalues(entry.bc)
     end
+    local g = new_gen()
+    local slots = L.slots
     for k, entry in ipairs(packed.fns) do
-        local f = ctx.loaded[k]
-        for i, pv in pairs(entry.upv) do dsetupvalue(f, i, unpack_value(pv, ctx)) end
+        local f = L.fns[k]
+        for i = 1, #L.imm[k] do
+            local p = entry.upv[i]
+            local v = unpack_value(p, L, g)
+            dsetupvalue(f, i, v)
+            if makes_table(p) then slots[#slots + 1] = { p = p, t = v } end
+        end
         if entry.globals then
-            local env = {}
-            for name, pv in pairs(entry.globals) do env[name] = unpack_value(pv, ctx) end
-            setfenv(f, setmetatable(env, { __index = _G, __newindex = _G }))
+            local env, mt = {}, { __index = _G, __newindex = _G }
+            for name, p in pairs(entry.globals) do
+                local v = unpack_value(p, L, g)
+                env[name] = v
+                if makes_table(p) then slots[#slots + 1] = { p = p, t = v } end
+            end
+            L.env[k], L.envmt[k] = setmetatable(env, mt), mt
+            setfenv(f, env)
         end
     end
-    return unpack_value(packed.root, ctx)
+    L.gen = g
+    L.root = unpack_value(packed.root, L, g)
+    return L
+end
+
+-- -- Comparing a pack with what was shipped ----------------------------------------------
+
+local same_contents
+
+-- Whether cur is what packed value p became in generation g (tables: the same table, with the
+-- same contents).
+local function same(L, g, cur, p)
+    if type(p) ~= "table" then return cur == p or (p ~= p and cur ~= cur) end
+    local kind = rawget(p, MARK)
+    if kind == "fn" then return cur == L.fns[p.k] end
+    if kind == "lib" or kind == "mod" then return cur == L.lib[p] end
+    if kind == "ref" then return cur == g.tables[p.id] end
+    return cur == g.made[p] and same_contents(L, g, cur, p, true)
+end
+
+-- The object that a packed key stands for in generation g.
+local function key_of(L, g, p)
+    local kind = rawget(p, MARK)
+    if kind == "fn" then return L.fns[p.k] end
+    if kind == "lib" or kind == "mod" then return L.lib[p] end
+    if kind == "ref" then return g.tables[p.id] end
+    return g.made[p]
+end
+
+-- Whether table t holds exactly the entries of packed table p (and, with check_mt, its
+-- metatable).
+same_contents = function(L, g, t, p, check_mt)
+    local n = 0
+    for pk, px in next, p do
+        if pk ~= MARK then
+            n = n + 1
+            local k = pk
+            if type(pk) == "table" then
+                k = key_of(L, g, pk)
+                if k == nil or not same(L, g, k, pk) then return false end
+            end
+            if not same(L, g, rawget(t, k), px) then return false end
+        end
+    end
+    for _ in next, t do n = n - 1 end
+    if n ~= 0 then return false end
+    if not check_mt then return true end
+    local meta = rawget(p, MARK)
+    local mt = dgetmetatable(t)
+    if meta and meta.mt ~= nil then return same(L, g, mt, meta.mt) end
+    return mt == nil
+end
+
+-- Whether nothing of pack L changed since it was loaded or last put back.
+local function unchanged(L)
+    local g = L.gen
+    for k, entry in ipairs(L.packed.fns) do
+        local f, imm = L.fns[k], L.imm[k]
+        for i = 1, #imm do
+            local p = entry.upv[i]
+            if not imm[i] or type(p) == "table" then  -- an immutable scalar cannot change
+                local _, cur = dgetupvalue(f, i)
+                if not same(L, g, cur, p) then return false end
+            end
+        end
+        local env = L.env[k]
+        if env and (getfenv(f) ~= env or dgetmetatable(env) ~= L.envmt[k]
+                    or not same_contents(L, g, env, entry.globals, false)) then
+            return false
+        end
+    end
+    return true
+end
+
+local function clear(t)
+    dsetmetatable(t, nil)
+    for k in next, t do t[k] = nil end
+end
+
+-- Puts pack L back as it was shipped: the kept tables refilled in place (nested tables new),
+-- mutable upvalues set again, the functions' globals refilled.
+local function put_back(L)
+    local g = new_gen()
+    -- Emptied first, all of them: unpacking one slot may refill another's table.
+    for _, s in ipairs(L.slots) do clear(s.t) end
+    for _, s in ipairs(L.slots) do
+        local p = s.p
+        local kind = rawget(p, MARK)
+        if kind == "ref" then
+            g.tables[p.id] = s.t
+        elseif kind and kind.id then
+            g.tables[kind.id] = s.t
+        else
+            g.keep[p] = s.t
+        end
+    end
+    for k, entry in ipairs(L.packed.fns) do
+        local f, imm = L.fns[k], L.imm[k]
+        for i = 1, #imm do
+            local p = entry.upv[i]
+            if not imm[i] then
+                dsetupvalue(f, i, unpack_value(p, L, g))
+            elseif makes_table(p) then
+                unpack_value(p, L, g)  -- refills the table the upvalue holds
+            end
+        end
+        local env = L.env[k]
+        if env then
+            clear(env)
+            for name, p in pairs(entry.globals) do rawset(env, name, unpack_value(p, L, g)) end
+            dsetmetatable(env, L.envmt[k])
+            setfenv(f, env)
+        end
+    end
+    L.gen = g
 end
 
 -- -- The worker's cache ------------------------------------------------------------------
 
-local cache, bytes_cache, ncached = {}, {}, 0
+local packs, npacks = {}, 0             -- registry id -> loaded pack
+local nloads, nputbacks = 0, 0          -- counts, for tests and benchmarks
+local busy, nbusy = {}, 0               -- the packs the running task used
+local dec = buffer.new()
 
--- The bytes of registry entry `id` (a number), copied out of the registry.
-local function entry_bytes(id)
+-- The decoded bytes of registry entry `id` (a number), or nil when there is no such entry.
+local function decode_entry(id)
     local b = C.sh_ffi_fn_get(id)
     if b == nil then return nil end
-    local s = ffi.string(b.data, b.len)
+    dec:set(b.data, b.len)  -- read in place: the reference keeps the bytes
+    local ok, v = pcall(dec.decode, dec)
+    dec:reset()
     C.sh_ffi_blob_unref(b)
-    return s
+    if not ok then error(v, 0) end
+    return v
 end
 
--- The function with registry id `id` (a number or a uint64_t cdata), loaded once per task
--- (see new_task).
+-- The function with registry id `id` (a number or a uint64_t cdata), loaded on first use in
+-- this state and kept; the task that calls this sees it as shipped (see end_task).
 function M.load(id)
     id = tonumber(id)
-    local f = cache[id]
-    if f then return f end
-    local s = bytes_cache[id]
-    if s == nil then
-        s = entry_bytes(id)
-        if s == nil then error("no shipped function with id " .. tostring(id)) end
-        bytes_cache[id] = s
-        ncached = ncached + 1
+    local L = packs[id]
+    if L == nil then
+        local packed = decode_entry(id)
+        if packed == nil then error("no shipped function with id " .. tostring(id)) end
+        L = load_pack(packed)
+        L.id = id
+        packs[id] = L
+        npacks, nloads = npacks + 1, nloads + 1
     end
-    f = M.load_bytes(s)
-    cache[id] = f
-    return f
+    if not L.busy then
+        L.busy = true
+        nbusy = nbusy + 1
+        busy[nbusy] = L
+    end
+    return L.root
+end
+
+-- Ends a task (after its result is encoded): every pack the task used is put back as shipped
+-- where it differs, so the next task starts from the shipped values and nothing the task made
+-- stays reachable. A pack that cannot be put back is dropped (loaded again on next use).
+function M.end_task()
+    for i = 1, nbusy do
+        local L = busy[i]
+        busy[i] = nil
+        L.busy = false
+        local ok, same_as_shipped = pcall(unchanged, L)
+        if not (ok and same_as_shipped) then
+            nputbacks = nputbacks + 1
+            if not pcall(put_back, L) and packs[L.id] == L then
+                packs[L.id] = nil
+                npacks = npacks - 1
+            end
+        end
+    end
+    nbusy = 0
 end
 
 -- -- Dropped entries ----------------------------------------------------------------------
@@ -322,14 +561,14 @@ local LOG_BATCH = 64
 local log_pos, log_ids = ffi.new("uint64_t[1]"), ffi.new("uint64_t[?]", LOG_BATCH)
 
 local function drop(id)
-    if bytes_cache[id] ~= nil then
-        bytes_cache[id] = nil
-        ncached = ncached - 1
+    if packs[id] ~= nil then
+        packs[id] = nil
+        npacks = npacks - 1
     end
 end
 
 local function drop_all()
-    bytes_cache, ncached = {}, 0
+    packs, npacks = {}, 0
 end
 
 -- Forgets what the registry dropped since the last call (all of it when this state fell behind
@@ -346,22 +585,22 @@ local function forget_dropped()
     end
 end
 
--- Starts a task: forgets the loaded functions, so the task gets fresh copies of their upvalues
--- (what a task changes in an upvalue is not seen by later tasks, as Spark deserializes per
--- task), and the bytes of registry entries dropped since the last task.
+-- Starts a task: forgets the packs whose registry entries were dropped since the last task.
 function M.new_task()
-    cache = {}
+    if nbusy > 0 then M.end_task() end  -- the last task's end was not signalled
     forget_dropped()
 end
 
--- Whether this state holds registry entry `id` (for tests).
+-- Whether this state holds registry entry `id` loaded (for tests).
 function M.is_cached(id)
-    return bytes_cache[tonumber(id)] ~= nil
+    return packs[tonumber(id)] ~= nil
 end
 
--- This state's cache (for tests): { entries = registry entries whose bytes it holds }.
+-- This state's cache (for tests and benchmarks): entries = registry entries it holds loaded,
+-- loads = how many it loaded since it started, put_backs = how many times a task's changes
+-- were undone.
 function M.cache_stats()
-    return { entries = ncached }
+    return { entries = npacks, loads = nloads, put_backs = nputbacks }
 end
 
 -- The registry's live entries and their bytes (any state).

@@ -443,10 +443,13 @@ function M.run(payload)
     local mine = created
     created = nil
     if not ok then
+        ship.end_task()  -- put back what the task changed in the functions it loaded
         return false, res  -- the blobs made so far go with `mine`, collected with it
     end
     for _, b in ipairs(mine) do ffi.gc(b, nil) end  -- the driver takes these references
-    return true, buffer.encode(res)
+    res = buffer.encode(res)
+    ship.end_task()  -- after encoding: the result may hold a function's captured tables
+    return true, res
 end
 
 -- Plan operations and sinks, open to the modules that add their own (stateful streams).
