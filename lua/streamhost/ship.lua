@@ -11,6 +11,7 @@ local ffi = require "ffi"
 local C = shffi.C
 local type, pairs, tostring, getmetatable, setmetatable = type, pairs, tostring, getmetatable, setmetatable
 local dgetinfo, dgetupvalue, dsetupvalue = debug.getinfo, debug.getupvalue, debug.setupvalue
+local dgetmetatable, dsetmetatable = debug.getmetatable, debug.setmetatable
 
 local M = {}
 
@@ -99,10 +100,55 @@ local function where(f)
 end
 
 local function refuse(ctx, what)
-    error(string.format("cannot ship the function at %s: %s %s", ctx.where, ctx.path, what), 0)
+    local subject = ctx.where and "cannot ship the function at " .. ctx.where or ctx.subject
+    error(string.format("%s: %s %s", subject, ctx.path, what), 0)
 end
 
 local pack_value
+
+-- -- Objects that travel as references (extensions) ----------------------------------------
+--
+-- Objects of other modules (lazy values, broadcast variables, accumulators) travel as a mark
+-- {[MARK] = "ext", kind = ..., mod = ..., fields...} that the receiving state turns back into
+-- an object of its own. M.travel(mt, spec) declares the objects whose metatable is mt:
+--   spec.kind, spec.module   the mark's kind, and the module that receives it (required by the
+--                            receiving state on first sight)
+--   spec.pack(obj, pack)     the mark's fields (values packed with pack(v)); or nil, err to
+--                            refuse the object ("is a ..." completes the refusal)
+-- The shipped id keeps obj alive. M.receive(kind, make) declares, in the receiving module,
+-- make(fields, unpack) -> the state's object for a mark (made once per loaded pack). The
+-- fields are packed on their own (no table is shared with the rest of the pack), so they are
+-- unpacked once and never put back.
+local travelers, receivers = {}, {}
+
+function M.travel(mt, spec)
+    travelers[mt] = spec
+end
+
+function M.receive(kind, make)
+    receivers[kind] = make
+end
+
+local function pack_traveler(obj, spec, ctx)
+    local sub = { fns = ctx.fns, fn_ids = ctx.fn_ids, recs = {}, next_id = ctx.next_id,
+                  where = ctx.where, subject = ctx.subject, path = ctx.path, keep = ctx.keep }
+    local fields, err = spec.pack(obj, function(v) return pack_value(v, sub) end)
+    if fields == nil then refuse(ctx, err) end
+    ctx.next_id = sub.next_id
+    fields[MARK], fields.kind, fields.mod = "ext", spec.kind, spec.module
+    ctx.keep[#ctx.keep + 1] = obj
+    return fields
+end
+
+-- lpeg patterns are userdata made by C code: they cannot travel, but a function that builds
+-- one can (sh.lazy).
+local lpeg_mt
+local function is_lpeg_pattern(v)
+    local lpeg = package.loaded.lpeg
+    if lpeg == nil then return false end
+    if lpeg_mt == nil then lpeg_mt = dgetmetatable(lpeg.P(true)) end
+    return dgetmetatable(v) == lpeg_mt
+end
 
 local function pack_function(f, ctx)
     local known = build_names()[f]
@@ -156,6 +202,8 @@ local function pack_table(t, ctx)
             " (it cannot travel to workers or into a checkpoint; use it only in the driver, " ..
             "e.g. in foreachRDD or transform)")
     end
+    local spec = mt and travelers[mt]
+    if spec then return pack_traveler(t, spec, ctx) end
     local known = build_names()[t]
     if known and not known.field then return { [MARK] = "mod", mod = known.mod } end
     local rec = ctx.recs[t]
@@ -184,6 +232,11 @@ pack_value = function(v, ctx)
     if t == "nil" or t == "boolean" or t == "number" or t == "string" then return v end
     if t == "function" then return pack_function(v, ctx) end
     if t == "table" then return pack_table(v, ctx) end
+    if t == "userdata" and is_lpeg_pattern(v) then
+        refuse(ctx, "is an lpeg pattern, which cannot travel to another Lua state: build it in " ..
+            "each worker with sh.lazy(function() return pattern end), the function making the " ..
+            "pattern (lpeg.P, lpeg.R, ...), and use the lazy value's .value in the function")
+    end
     refuse(ctx, "is a " .. t .. ", which cannot travel to another Lua state")
 end
 
@@ -227,9 +280,10 @@ end
 -- and the upvalue or global) when it captures what cannot travel.
 function M.ship(f)
     if type(f) ~= "function" then error("expected a function, got " .. type(f), 2) end
-    local ctx = { fns = {}, fn_ids = {}, recs = {}, next_id = 0, where = where(f), path = "" }
+    local ctx = { fns = {}, fn_ids = {}, recs = {}, next_id = 0, where = where(f), path = "",
+                  keep = {} }
     local root = pack_value(f, ctx)
-    local id = register(buffer.encode({ root = root, fns = ctx.fns }))
+    local id = register(buffer.encode({ root = root, fns = ctx.fns }), ctx.keep[1] and ctx.keep)
     if id == nil then error("out of memory shipping a function", 2) end
     return id
 end
@@ -253,8 +307,6 @@ end
 -- After each task the pack is compared with what was shipped (no allocation; for a captured
 -- table that is one pass over it) and put back only when it differs, so that nothing a
 -- finished task made stays reachable from a loaded function.
-
-local dgetmetatable, dsetmetatable = debug.getmetatable, debug.setmetatable
 
 local function resolve_lib(p)
     local mod = p.mod == "_G" and _G or package.loaded[p.mod] or require(p.mod)
@@ -328,6 +380,20 @@ local function unpack_value(v, L, g)
         end
         return r
     end
+    if kind == "ext" then
+        local obj = L.ext[v]
+        if obj == nil then
+            local make = receivers[v.kind]
+            if make == nil then
+                require(v.mod)
+                make = receivers[v.kind]
+                if make == nil then error("cannot receive a shipped " .. tostring(v.kind), 0) end
+            end
+            obj = make(v, function(x) return unpack_value(x, L, g) end)
+            L.ext[v] = obj
+        end
+        return obj
+    end
     local tables = g.tables
     if kind == "ref" then
         local t = tables[v.id]
@@ -352,7 +418,8 @@ end
 -- Loads a decoded pack: its functions, their upvalues and globals. Returns the pack's state;
 -- L.root is the shipped value.
 local function load_pack(packed)
-    local L = { packed = packed, fns = {}, imm = {}, env = {}, envmt = {}, lib = {}, slots = {} }
+    local L = { packed = packed, fns = {}, imm = {}, env = {}, envmt = {}, lib = {}, ext = {},
+                slots = {} }
     for k, entry in ipairs(packed.fns) do
         L.fns[k] = assert(loadstring(entry.bc))
         L.imm[k] = immutable_upvalues(entry.bc)
@@ -394,6 +461,7 @@ local function same(L, g, cur, p)
     local kind = rawget(p, MARK)
     if kind == "fn" then return cur == L.fns[p.k] end
     if kind == "lib" or kind == "mod" then return cur == L.lib[p] end
+    if kind == "ext" then return cur == L.ext[p] end
     if kind == "ref" then return cur == g.tables[p.id] end
     return cur == g.made[p] and same_contents(L, g, cur, p, true)
 end
@@ -403,6 +471,7 @@ local function key_of(L, g, p)
     local kind = rawget(p, MARK)
     if kind == "fn" then return L.fns[p.k] end
     if kind == "lib" or kind == "mod" then return L.lib[p] end
+    if kind == "ext" then return L.ext[p] end
     if kind == "ref" then return g.tables[p.id] end
     return g.made[p]
 end
@@ -560,15 +629,25 @@ end
 local LOG_BATCH = 64
 local log_pos, log_ids = ffi.new("uint64_t[1]"), ffi.new("uint64_t[?]", LOG_BATCH)
 
+local drop_listeners = {}
+
+-- Calls f(id) for every registry entry this state must forget from now on, f(nil) when it
+-- must forget them all (a cache keyed by registry id, such as the lazy values').
+function M.on_drop(f)
+    drop_listeners[#drop_listeners + 1] = f
+end
+
 local function drop(id)
     if packs[id] ~= nil then
         packs[id] = nil
         npacks = npacks - 1
     end
+    for _, f in ipairs(drop_listeners) do f(id) end
 end
 
 local function drop_all()
     packs, npacks = {}, 0
+    for _, f in ipairs(drop_listeners) do f(nil) end
 end
 
 -- Forgets what the registry dropped since the last call (all of it when this state fell behind
