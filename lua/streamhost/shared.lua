@@ -1,6 +1,7 @@
 -- streamhost.shared: values a job shares with its tasks besides the functions themselves: lazy
--- values (sh.lazy, an extension beyond pyspark). Each travels inside shipped functions as a
--- reference (ship.travel) that the worker state turns into an object of its own.
+-- values (sh.lazy, an extension beyond pyspark) and broadcast variables. Each travels inside
+-- shipped functions as a reference (ship.travel) that the worker state turns into an object
+-- of its own.
 local ship = require "streamhost.ship"
 
 local type, error, rawget, rawset, setmetatable = type, error, rawget, rawset, setmetatable
@@ -8,7 +9,7 @@ local tostring, tonumber, pcall = tostring, tonumber, pcall
 
 local M = {}
 
-local stats = { lazy_builds = 0 }
+local stats = { lazy_builds = 0, broadcast_decodes = 0 }
 
 -- -- Lazy values (sh.lazy, an extension beyond pyspark) -----------------------------------------
 
@@ -78,19 +79,117 @@ ship.receive("lazy", function(mark)
     return setmetatable({ _id = mark.id }, WorkerLazy)
 end)
 
+-- -- Broadcast variables (sc:broadcast) --------------------------------------------------------
+
+-- A read-only value sent to each worker state once, as pyspark's Broadcast. Driver side:
+-- { id = n, _value = the value, _rid = its registry id, _destroyed = true once destroyed }.
+-- The value is packed into the registry when the broadcast is made (each broadcast its own
+-- entry); a shipped function that captures the broadcast carries only its registry id and
+-- keeps the broadcast alive.
+local Broadcast = {}
+local broadcast_methods = {}
+local next_bid = 0
+local salt = tostring(broadcast_methods)  -- tells this state's broadcasts from another's
+
+local function destroyed_error(bid)
+    return "Attempted to use Broadcast(" .. tostring(bid) .. ") after it was destroyed"
+end
+
+Broadcast.__index = function(self, key)
+    if key == "value" then
+        if rawget(self, "_destroyed") then error(destroyed_error(self.id), 2) end
+        return rawget(self, "_value")
+    end
+    return broadcast_methods[key]
+end
+
+Broadcast.__tostring = function(self)
+    return "Broadcast(" .. tostring(self.id) .. ")"
+end
+
+-- sc:broadcast(value); see Broadcast.
+function M.broadcast(value)
+    next_bid = next_bid + 1
+    local rid = ship.put_value(value, "cannot broadcast the value", salt .. next_bid)
+    return setmetatable({ id = next_bid, _value = value, _rid = rid }, Broadcast)
+end
+
+-- Drops the workers' copies; a later use sends the value again (pyspark's unpersist).
+function broadcast_methods.unpersist(self, blocking) -- luacheck: ignore blocking
+    if rawget(self, "_destroyed") then error(destroyed_error(self.id), 2) end
+    ship.evict(self._rid)
+end
+
+-- Drops the value everywhere, for good: using the broadcast afterwards, in the driver or in a
+-- task, is an error that names it.
+function broadcast_methods.destroy(self, blocking) -- luacheck: ignore blocking
+    if rawget(self, "_destroyed") then error(destroyed_error(self.id), 2) end
+    rawset(self, "_destroyed", true)
+    rawset(self, "_value", nil)
+    ship.release(self._rid)
+end
+
+ship.travel(Broadcast, {
+    kind = "broadcast",
+    module = "streamhost.shared",
+    pack = function(b)
+        if rawget(b, "_destroyed") then
+            return nil, "is Broadcast(" .. b.id .. "), which was destroyed: " .. destroyed_error(b.id)
+        end
+        return { rid = tonumber(b._rid), bid = b.id }
+    end,
+})
+
+-- Worker side: values by registry id, decoded on first use in this state and forgotten when
+-- the entry goes (destroyed, unpersisted, or no longer referenced).
+local decoded = {}
+
+local function broadcast_value(rid, bid)
+    local d = decoded[rid]
+    if d == nil then
+        local found, v = ship.load_value(rid)
+        if not found then error(destroyed_error(bid), 3) end
+        d = { v }
+        decoded[rid] = d
+        stats.broadcast_decodes = stats.broadcast_decodes + 1
+    end
+    return d[1]
+end
+
+local worker_broadcast_methods = {
+    unpersist = function() error("Broadcast can only be unpersisted in driver", 2) end,
+    destroy = function() error("Broadcast can only be destroyed in driver", 2) end,
+}
+
+local WorkerBroadcast = {
+    __index = function(self, key)
+        if key == "value" then
+            local v = broadcast_value(rawget(self, "_rid"), rawget(self, "id"))
+            return v  -- not a tail call: an error names the task function's line (level 3)
+        end
+        return worker_broadcast_methods[key]
+    end,
+    __tostring = Broadcast.__tostring,
+}
+
+ship.receive("broadcast", function(mark)
+    return setmetatable({ id = mark.bid, _rid = mark.rid }, WorkerBroadcast)
+end)
+
 -- -- Worker caches ---------------------------------------------------------------------------------
 
 ship.on_drop(function(id)
     if id == nil then
-        built = {}
+        built, decoded = {}, {}
     else
-        built[id] = nil
+        built[id], decoded[id] = nil, nil
     end
 end)
 
--- What this state did (for tests and benchmarks): lazy_builds = values built.
+-- What this state did (for tests and benchmarks): lazy_builds = lazy values built,
+-- broadcast_decodes = broadcast values decoded.
 function M.stats()
-    return { lazy_builds = stats.lazy_builds }
+    return { lazy_builds = stats.lazy_builds, broadcast_decodes = stats.broadcast_decodes }
 end
 
 return M

@@ -288,6 +288,26 @@ function M.ship(f)
     return id
 end
 
+-- Packs any value (functions in it travel as shipped functions do, tables with their sharing
+-- and metatables) and stores it in the registry; returns the owned id. `subject` opens a
+-- refusal ("cannot broadcast the value"); `salt` (any string) keeps equal values apart
+-- when each must have an entry of its own.
+function M.put_value(v, subject, salt)
+    local ctx = { fns = {}, fn_ids = {}, recs = {}, next_id = 0, subject = subject,
+                  path = "value", keep = {} }
+    local root = pack_value(v, ctx)
+    local id = register(buffer.encode({ root = root, fns = ctx.fns, salt = salt }),
+        ctx.keep[1] and ctx.keep)
+    if id == nil then error("out of memory storing a value in the registry", 2) end
+    return id
+end
+
+-- Drops every worker's loaded copy of entry `id` (it is loaded again on next use); the entry
+-- stays.
+function M.evict(id)
+    C.sh_ffi_fn_evict(id)
+end
+
 -- -- Unpacking (any state) -------------------------------------------------------------
 --
 -- The decoded bytes of one registry entry (a "pack") are loaded once per state: its functions
@@ -602,6 +622,14 @@ function M.load(id)
         busy[nbusy] = L
     end
     return L.root
+end
+
+-- true and the value stored with put_value under `id` (a number), loaded afresh in this state
+-- (the caller keeps it); false when the registry has no such entry.
+function M.load_value(id)
+    local packed = decode_entry(id)
+    if packed == nil then return false end
+    return true, load_pack(packed).root
 end
 
 -- Ends a task (after its result is encoded): every pack the task used is put back as shipped

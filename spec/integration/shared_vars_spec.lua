@@ -27,6 +27,20 @@ local function worker_stats(sc)
     return on_each_worker(sc, function() return require("streamhost.shared").stats() end)
 end
 
+-- Collects until the registry stops shrinking (an entry goes a few collections after the last
+-- object that referred to it); returns its live count.
+local function settle()
+    local live = -1
+    for _ = 1, 20 do
+        collectgarbage()
+        collectgarbage()
+        local now = ship.registry_stats().live
+        if now == live then break end
+        live = now
+    end
+    return live
+end
+
 local function range(n)
     local t = {}
     for i = 1, n do t[i] = i end
@@ -103,8 +117,124 @@ describe("sh.lazy", function()
         assert.are.same({ { "built" }, { "built" } }, on_each_worker(sc, function() return v.value end))
         for _, c in ipairs(on_each_worker(sc, cached)) do assert.is_true(c) end
         v = nil -- luacheck: ignore
-        -- The functions that captured v keep it (their ids, then their guards, go first).
-        for _ = 1, 6 do collectgarbage() end
+        settle()  -- the functions that captured v keep it: their ids and guards go first
         for _, c in ipairs(on_each_worker(sc, cached)) do assert.is_false(c) end
+    end)
+end)
+
+describe("sc:broadcast", function()
+    local sc
+    setup(function() sc = helpers.sc() end)
+
+    it("gives tasks the value as b.value", function()
+        local b = sc:broadcast({ a = 1, b = 2, c = 3 })
+        local out = sc:parallelize({ "a", "b", "c", "d" }, 2):map(function(k) return b.value[k] or 0 end):collect()
+        assert.are.same({ 1, 2, 3, 0 }, out)
+    end)
+
+    it("works in stream functions", function()
+        local stop = sc:broadcast({ the = true, a = true })
+        local out = helpers.run_stream({ { "the", "cat", "a", "dog" }, { "a", "bird" } }, function(d)
+            return d:filter(function(w) return not stop.value[w] end)
+        end, 2)
+        assert.are.same({ { "cat", "dog" }, { "bird" } }, out)
+    end)
+
+    it("sends a table with nested tables, shared parts and metatables", function()
+        local shared = { 10, 20 }
+        local Unit = {}
+        Unit.__index = Unit
+        function Unit.scale(u, x) return u.factor * x end
+        local b = sc:broadcast({ cfg = { depth = { n = 3 } }, lists = { shared, shared, { 7 } },
+                                 unit = setmetatable({ factor = 2 }, Unit) })
+        local out = sc:parallelize({ 1, 2 }, 2):map(function(x)
+            local v = b.value
+            return { v.cfg.depth.n * x, v.lists[1][x] + v.lists[3][1], v.lists[1] == v.lists[2],
+                     v.unit:scale(x) }
+        end):collect()
+        assert.are.same({ { 3, 17, true, 2 }, { 6, 27, true, 4 } }, out)
+    end)
+
+    it("is the value itself in the driver", function()
+        local t = { 1, 2, 3 }
+        local b = sc:broadcast(t)
+        assert.are.equal(t, b.value)
+    end)
+
+    it("decodes a 5 MB value once per worker for 50 tasks", function()
+        local big = {}
+        for i = 1, 50000 do big[i] = string.format("%099d", i) end  -- 100 bytes each
+        local b = sc:broadcast(big)
+        local rdd = sc:parallelize(range(50), 50):map(function(i) return tonumber(b.value[i * 1000]) end)
+        local before = worker_stats(sc)
+        local out = rdd:collect()
+        for i = 1, 50 do assert.are.equal(i * 1000, out[i]) end
+        local after, decodes = worker_stats(sc), 0
+        for w = 1, #after do
+            local n = after[w].broadcast_decodes - before[w].broadcast_decodes
+            assert.is_true(n <= 1, "worker " .. w .. " decoded the value " .. n .. " times")
+            decodes = decodes + n
+        end
+        assert.is_true(decodes >= 1)
+    end)
+
+    it("sends the value again after unpersist", function()
+        local b = sc:broadcast({ "v" })
+        local function read() return b.value[1] end
+        assert.are.same({ "v", "v" }, on_each_worker(sc, read))
+        local before = worker_stats(sc)
+        assert.are.same({ "v", "v" }, on_each_worker(sc, read))
+        local again = worker_stats(sc)
+        b:unpersist()
+        assert.are.same({ "v", "v" }, on_each_worker(sc, read))
+        local after = worker_stats(sc)
+        for w = 1, #after do
+            assert.are.equal(before[w].broadcast_decodes, again[w].broadcast_decodes)
+            assert.are.equal(again[w].broadcast_decodes + 1, after[w].broadcast_decodes)
+        end
+        assert.are.same({ "v" }, b.value)
+    end)
+
+    it("is an error naming it after destroy, in the driver and in tasks", function()
+        local b = sc:broadcast(5)
+        local name = "Attempted to use Broadcast(" .. b.id .. ") after it was destroyed"
+        local rdd = sc:parallelize({ 1, 2 }, 2):map(function(x) return b.value + x end)
+        assert.are.same({ 6, 7 }, rdd:collect())
+        b:destroy()
+        local ok, err = pcall(function() return b.value end)
+        assert.is_false(ok)
+        assert.matches(name, err, 1, true)
+        ok, err = pcall(rdd.collect, rdd)
+        assert.is_false(ok)
+        assert.matches(name, err, 1, true)
+        assert.matches("shared_vars_spec.lua:%d+: Attempted", err)
+        ok, err = pcall(function() return sc:parallelize({ 1 }):map(function(x) return b.value + x end) end)
+        assert.is_false(ok)
+        assert.matches("upvalue 'b' is Broadcast(" .. b.id .. "), which was destroyed", err, 1, true)
+        ok, err = pcall(b.destroy, b)
+        assert.is_false(ok)
+        assert.matches(name, err, 1, true)
+    end)
+
+    it("can be unpersisted and destroyed in the driver only", function()
+        local b = sc:broadcast(1)
+        local ok, err = pcall(function()
+            return sc:parallelize({ 1 }, 1):map(function() b:unpersist(); return 1 end):collect()
+        end)
+        assert.is_false(ok)
+        assert.matches("Broadcast can only be unpersisted in driver", err, 1, true)
+    end)
+
+    it("leaves the registry and the workers when nothing refers to it", function()
+        local live = settle()
+        local b = sc:broadcast({ "gone" })
+        local rid = tonumber(b._rid)
+        assert.are.same({ "gone", "gone" }, on_each_worker(sc, function() return b.value[1] end))
+        b = nil -- luacheck: ignore
+        assert.are.equal(live, settle())
+        local cached = on_each_worker(sc, function()
+            return require("streamhost.ship").is_cached(rid)
+        end)
+        assert.are.same({ false, false }, cached)
     end)
 end)
