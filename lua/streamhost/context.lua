@@ -133,6 +133,13 @@ function SparkContext:broadcast(value)
     return b
 end
 
+-- A value tasks add to (acc:add(x)), read in the driver (acc.value); see streamhost.shared.
+function SparkContext:accumulator(value, accum_param)
+    self:_check_active()
+    local acc = require("streamhost.shared").accumulator(value, accum_param)
+    return acc  -- not a tail call: an error names the caller's line
+end
+
 function SparkContext:union(rdds)
     return require("streamhost.rdd").union_all(self, rdds)
 end

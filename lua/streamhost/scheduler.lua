@@ -3,6 +3,7 @@
 local ffi = require "ffi"
 local shffi = require "streamhost.ffi"
 local codec = require "streamhost.codec"
+local shared = require "streamhost.shared"  -- accumulators: merge in run_tasks
 
 local C = shffi.C
 
@@ -32,7 +33,9 @@ function M.run_tasks(sc, tasks)
             local i = index[id_out[0]]
             pending = pending - 1
             if ok_out[0] == 1 then
-                results[i] = codec.decode(text)
+                local r = codec.decode(text)  -- {result, accumulator deltas or nil} (worker.run)
+                results[i] = r[1]
+                if r[2] then shared.merge(r[2]) end
             elseif failure == nil then
                 failure = text
             end

@@ -1,11 +1,13 @@
 -- streamhost.shared: values a job shares with its tasks besides the functions themselves: lazy
--- values (sh.lazy, an extension beyond pyspark) and broadcast variables. Each travels inside
--- shipped functions as a reference (ship.travel) that the worker state turns into an object
--- of its own.
+-- values (sh.lazy, an extension beyond pyspark), broadcast variables and accumulators. Each
+-- travels inside shipped functions as a reference (ship.travel) that the worker state turns
+-- into an object of its own. The engine calls task_begin/task_end around every task in a
+-- worker and merge(deltas) in the driver for every task that succeeded.
 local ship = require "streamhost.ship"
 
 local type, error, rawget, rawset, setmetatable = type, error, rawget, rawset, setmetatable
-local tostring, tonumber, pcall = tostring, tonumber, pcall
+local tostring, tonumber, pcall, next, pairs = tostring, tonumber, pcall, next, pairs
+local getmetatable = getmetatable
 
 local M = {}
 
@@ -175,6 +177,140 @@ local WorkerBroadcast = {
 ship.receive("broadcast", function(mark)
     return setmetatable({ id = mark.bid, _rid = mark.rid }, WorkerBroadcast)
 end)
+
+-- -- Accumulators (sc:accumulator) -------------------------------------------------------------
+
+-- A value that tasks only add to, as pyspark's Accumulator: acc:add(x) in tasks and in the
+-- driver, acc.value in the driver only. In a task it starts at the zero value; what the task
+-- added is merged into the driver's value when the task succeeds (a failed task's additions
+-- are dropped). Numbers add with +; accum_param, as pyspark's AccumulatorParam, is a table
+-- with zero(self, value) and addInPlace(self, value1, value2) (it travels with the functions
+-- that use the accumulator). Driver side: { aid = n, _value = v, _param = accum_param }.
+local Accumulator = {}
+local accumulator_methods = {}
+local next_aid = 0
+local accumulators = setmetatable({}, { __mode = "v" })  -- aid -> the driver's accumulator
+
+local function add_to(param, value, term)
+    if param then return param:addInPlace(value, term) end
+    return value + term
+end
+
+Accumulator.__index = function(self, key)
+    if key == "value" then return rawget(self, "_value") end
+    return accumulator_methods[key]
+end
+
+Accumulator.__newindex = function(self, key, v)
+    if key ~= "value" then error("an accumulator has no field '" .. tostring(key) .. "' to set", 2) end
+    rawset(self, "_value", v)
+end
+
+Accumulator.__tostring = function(self)
+    return tostring(rawget(self, "_value"))
+end
+
+function accumulator_methods.add(self, term)
+    rawset(self, "_value", add_to(rawget(self, "_param"), rawget(self, "_value"), term))
+end
+
+-- sc:accumulator(value, accum_param); see Accumulator.
+function M.accumulator(value, accum_param)
+    if accum_param == nil then
+        if type(value) ~= "number" then
+            error("No default accumulator param for type " .. type(value) ..
+                  " (pass an accum_param with zero and addInPlace)", 3)
+        end
+    elseif type(accum_param) ~= "table" or type(accum_param.zero) ~= "function"
+            or type(accum_param.addInPlace) ~= "function" then
+        error("accum_param must be a table with the methods zero and addInPlace", 3)
+    end
+    next_aid = next_aid + 1
+    local acc = setmetatable({ aid = next_aid, _value = value, _param = accum_param }, Accumulator)
+    accumulators[next_aid] = acc
+    return acc
+end
+
+ship.travel(Accumulator, {
+    kind = "accumulator",
+    module = "streamhost.shared",
+    pack = function(acc, pack)
+        local param = rawget(acc, "_param")
+        -- The zero of the value at the time the function is shipped, as pyspark's __reduce__.
+        local zero = param and param:zero(rawget(acc, "_value")) or 0
+        return { aid = acc.aid, zero = pack(zero), param = param and pack(param) }
+    end,
+})
+
+-- Worker side. The running task's values by accumulator id (each starts at its zero).
+local task_values, task_added = {}, false
+
+local function copy(v, seen)
+    if type(v) ~= "table" then return v end
+    seen = seen or {}
+    if seen[v] then return seen[v] end
+    local t = {}
+    seen[v] = t
+    for k, x in next, v do rawset(t, copy(k, seen), copy(x, seen)) end
+    return setmetatable(t, getmetatable(v))
+end
+
+local function inside_task()
+    error("Accumulator.value cannot be accessed inside tasks", 3)
+end
+
+local worker_accumulator_methods = {}
+
+function worker_accumulator_methods.add(self, term)
+    local aid = rawget(self, "aid")
+    local cur = task_values[aid]
+    if cur == nil then cur = copy(rawget(self, "_zero")) end
+    task_values[aid] = add_to(rawget(self, "_param"), cur, term)
+    task_added = true
+end
+
+local WorkerAccumulator = {
+    __index = function(_, key)
+        if key == "value" then inside_task() end
+        return worker_accumulator_methods[key]
+    end,
+    __newindex = function(_, key)
+        if key == "value" then inside_task() end
+        error("an accumulator has no field '" .. tostring(key) .. "' to set", 2)
+    end,
+    __tostring = function(self) return "Accumulator<id=" .. tostring(rawget(self, "aid")) .. ">" end,
+}
+
+ship.receive("accumulator", function(mark, unpack)
+    return setmetatable({ aid = mark.aid, _zero = unpack(mark.zero), _param = unpack(mark.param) },
+        WorkerAccumulator)
+end)
+
+-- -- The engine's calls ----------------------------------------------------------------------------
+
+-- Worker, before a task runs: every accumulator starts at its zero value.
+function M.task_begin()
+    if task_added then task_values, task_added = {}, false end
+end
+
+-- Worker, after a task ran (whether it failed or not): the task's accumulator values by
+-- accumulator id, for the driver to merge (nil when the task added nothing). The task's
+-- values are forgotten.
+function M.task_end()
+    if not task_added then return nil end
+    local deltas = task_values
+    task_values, task_added = {}, false
+    return deltas
+end
+
+-- Driver, for each task that succeeded: merges its deltas (task_end) into the accumulators.
+-- Deltas of an accumulator the driver no longer holds are dropped.
+function M.merge(deltas)
+    for aid, v in pairs(deltas) do
+        local acc = accumulators[aid]
+        if acc then acc:add(v) end
+    end
+end
 
 -- -- Worker caches ---------------------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ local shffi = require "streamhost.ffi"
 local codec = require "streamhost.codec"
 local keys = require "streamhost.keys"
 local ship = require "streamhost.ship"
+local shared = require "streamhost.shared"  -- accumulators: task_begin/task_end in M.run
 local format = require "streamhost.format"
 
 local C = shffi.C
@@ -434,20 +435,23 @@ local function traceback(e)
     return debug.traceback(e, 2)
 end
 
--- Runs an encoded task; returns true and the encoded result, or false and the error.
+-- Runs an encoded task; returns true and the encoded {result, accumulator deltas or nil}, or
+-- false and the error.
 function M.run(payload)
     local task = buffer.decode(payload)
     ship.new_task()
+    shared.task_begin()  -- accumulators start at their zero value
     created = {}
     local ok, res = xpcall(execute, traceback, task)
     local mine = created
     created = nil
+    local deltas = shared.task_end()  -- what the task added to accumulators (nil: nothing)
     if not ok then
         ship.end_task()  -- put back what the task changed in the functions it loaded
         return false, res  -- the blobs made so far go with `mine`, collected with it
     end
     for _, b in ipairs(mine) do ffi.gc(b, nil) end  -- the driver takes these references
-    res = buffer.encode(res)
+    res = buffer.encode({ res, deltas })  -- the driver merges deltas (scheduler.run_tasks)
     ship.end_task()  -- after encoding: the result may hold a function's captured tables
     return true, res
 end

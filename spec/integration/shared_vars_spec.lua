@@ -238,3 +238,99 @@ describe("sc:broadcast", function()
         assert.are.same({ false, false }, cached)
     end)
 end)
+
+describe("sc:accumulator", function()
+    local sc
+    setup(function() sc = helpers.sc() end)
+
+    it("counts records in a map, read in foreachRDD batch after batch", function()
+        local acc = sc:accumulator(0)
+        local out = helpers.run_actions({ { "a", "b", "c" }, { "d", "e" } }, function(d)
+            return d:map(function(x) acc:add(1); return x end)
+        end, function(rdd) return { rdd:count(), acc.value } end, 2)
+        assert.are.same({ { 3, 3 }, { 2, 5 } }, out)
+    end)
+
+    it("adds exactly over many records and tasks", function()
+        local acc = sc:accumulator(0)
+        sc:parallelize(range(100000), 8):foreach(function(x) acc:add(x) end)
+        assert.are.equal(100000 * 100001 / 2, acc.value)
+        sc:parallelize(range(10), 2):foreach(function(x) acc:add(-x) end)
+        assert.are.equal(100000 * 100001 / 2 - 55, acc.value)
+    end)
+
+    it("drops what a failed task added; the job fails", function()
+        local acc = sc:accumulator(0)
+        local rdd = sc:parallelize({ 1, 2, 3, 4 }, 2):map(function(x)  -- {1, 2} and {3, 4}
+            acc:add(x)
+            if x == 4 then error("bad record 4") end
+            return x
+        end)
+        local ok, err = pcall(rdd.collect, rdd)
+        assert.is_false(ok)
+        assert.matches("bad record 4", err, 1, true)
+        assert.are.equal(3, acc.value)
+    end)
+
+    it("drops what a failed task of a batch added, and later batches count", function()
+        local acc = sc:accumulator(0)
+        local seen = {}
+        helpers.run_actions({ sc:parallelize({ 1, 2 }, 1), sc:parallelize({ 3, 99 }, 2), sc:parallelize({ 5 }, 1) },
+            function(d)
+                return d:map(function(x)
+                    acc:add(1)
+                    if x == 99 then error("bad record 99") end
+                    return x
+                end)
+            end,
+            function(rdd)
+                local ok = pcall(rdd.count, rdd)
+                seen[#seen + 1] = { ok, acc.value }
+            end, 3)
+        assert.are.same({ { true, 2 }, { false, 3 }, { true, 4 } }, seen)
+    end)
+
+    it("cannot be read inside a task", function()
+        local acc = sc:accumulator(0)
+        local ok, err = pcall(function()
+            return sc:parallelize({ 1 }, 1):map(function() return acc.value end):collect()
+        end)
+        assert.is_false(ok)
+        assert.matches("Accumulator.value cannot be accessed inside tasks", err, 1, true)
+        assert.matches("shared_vars_spec.lua:%d+: Accumulator", err)
+    end)
+
+    it("adds and sets in the driver too", function()
+        local acc = sc:accumulator(1.5)
+        acc:add(2)
+        assert.are.equal(3.5, acc.value)
+        acc.value = 10
+        sc:parallelize({ 1, 2 }, 2):foreach(function(x) acc:add(x) end)
+        assert.are.equal(13, acc.value)
+        assert.are.equal("13", tostring(acc))
+    end)
+
+    it("adds with a custom accum_param (zero and addInPlace, as pyspark's AccumulatorParam)", function()
+        local VectorParam = {
+            zero = function(_, v)
+                local z = {}
+                for i = 1, #v do z[i] = 0 end
+                return z
+            end,
+            addInPlace = function(_, a, b)
+                for i = 1, #a do a[i] = a[i] + b[i] end
+                return a
+            end,
+        }
+        local acc = sc:accumulator({ 100, 0 }, VectorParam)
+        sc:parallelize({ 1, 2, 3, 4 }, 2):foreach(function(x) acc:add({ x, 1 }) end)
+        sc:parallelize({ 5 }, 1):foreach(function(x) acc:add({ x, 1 }) end)
+        assert.are.same({ 115, 5 }, acc.value)
+    end)
+
+    it("needs an accum_param for values other than numbers", function()
+        local ok, err = pcall(function() return sc:accumulator({}) end)
+        assert.is_false(ok)
+        assert.matches("No default accumulator param for type table", err, 1, true)
+    end)
+end)
