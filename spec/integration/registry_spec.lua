@@ -100,7 +100,7 @@ describe("the function registry", function()
         for i = 1, 20000 do
             local rdd = sc:parallelize({ i }, 1):map(function(x) return x + i end)
             if i % 10 == 0 then assert.are.same({ 2 * i }, rdd:collect()) end
-            if i % 50 == 0 then  -- an entry goes one collection after its id (the guard's)
+            if i % 10 == 0 then  -- an entry goes one collection after its id (with its guard)
                 collectgarbage()
                 most = math.max(most, ship.registry_stats().live - base)
             end

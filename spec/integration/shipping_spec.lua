@@ -325,7 +325,7 @@ describe("functions loaded once per worker state", function()
     end)
 
     it("keeps nothing a finished task added to a captured table", function()
-        local cache = {}
+        local cache = {} -- luacheck: ignore
         local f = function(x)
             local big = {}
             for i = 1, 1000 do big[i] = i end
