@@ -158,16 +158,52 @@ SH_EXPORT void sh_ffi_blob_unref(sh_blob_t *b)
     sh_blob_unref(b);
 }
 
-/* -- Shipped functions ---------------------------------------------------- */
+/* -- Shipped values ------------------------------------------------------- */
 
-SH_EXPORT uint32_t sh_ffi_fn_put(const char *bytes, size_t len)
+/* The function registry (sh_fnreg.h) as lua/streamhost/ship.lua uses it. Ids travel as
+ * uint64_t; every one is below 2^53, so tonumber() keeps it exact. */
+
+/* Stores a serialized closure or broadcast value (the registry copies `bytes`) and returns
+ * its id with one reference owned by the caller (ship.lua attaches sh_ffi_fn_unref to the
+ * id's cdata with ffi.gc); equal bytes share an entry. 0 when out of memory. Any thread. */
+SH_EXPORT uint64_t sh_ffi_fn_put(const char *bytes, size_t len)
 {
     return sh__fnreg_put(bytes, len);
 }
 
-SH_EXPORT int sh_ffi_fn_get(uint32_t id, const char **bytes, size_t *len)
+/* Drops the caller's reference to entry `id`; the last one frees it and logs the id.
+ * 0 or SH_EINVAL (unknown id). Any thread, including a Lua finalizer. */
+SH_EXPORT int sh_ffi_fn_unref(uint64_t id)
 {
-    return sh__fnreg_get(id, bytes, len);
+    return sh__fnreg_unref(id);
+}
+
+/* Makes every worker drop its cached copy of entry `id` (logged as dropped) while the entry
+ * stays. 0 or SH_EINVAL. Any thread. */
+SH_EXPORT int sh_ffi_fn_evict(uint64_t id)
+{
+    return sh__fnreg_evict(id);
+}
+
+/* The bytes of entry `id` in a blob holding one reference for the caller (release it with
+ * sh_ffi_blob_unref, also after the entry is gone); NULL for an unknown id. Any thread. */
+SH_EXPORT sh_blob_t *sh_ffi_fn_get(uint64_t id)
+{
+    return sh__fnreg_get(id);
+}
+
+/* Up to `max` ids dropped (or evicted) since the caller's position *pos, which it owns and
+ * which advances past them; returns how many, or SH_FNREG_LOST (-1) when the caller fell
+ * behind the log: drop every cached copy. No lock when nothing is new. Any thread. */
+SH_EXPORT int sh_ffi_fn_dropped_since(uint64_t *pos, uint64_t *ids, int max)
+{
+    return sh__fnreg_dropped_since(pos, ids, max);
+}
+
+/* The number of live entries and the bytes they hold. Any thread. */
+SH_EXPORT void sh_ffi_fn_stats(size_t *live, size_t *bytes)
+{
+    sh__fnreg_stats(live, bytes);
 }
 
 /* -- Key hashing ----------------------------------------------------------- */

@@ -125,6 +125,21 @@ function SparkContext:setCheckpointDir(dir)
     self._checkpoint_dir = dir
 end
 
+-- A read-only value sent to each worker once (b.value in tasks); see streamhost.shared.
+function SparkContext:broadcast(value)
+    self:_check_active()
+    local ok, b = pcall(require("streamhost.shared").broadcast, value)
+    if not ok then error(b, 2) end
+    return b
+end
+
+-- A value tasks add to (acc:add(x)), read in the driver (acc.value); see streamhost.shared.
+function SparkContext:accumulator(value, accum_param)
+    self:_check_active()
+    local acc = require("streamhost.shared").accumulator(value, accum_param)
+    return acc  -- not a tail call: an error names the caller's line
+end
+
 function SparkContext:union(rdds)
     return require("streamhost.rdd").union_all(self, rdds)
 end

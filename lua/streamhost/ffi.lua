@@ -54,8 +54,12 @@ sh_blob_t *sh_ffi_blob_new(int kind, const char *data, size_t len, uint32_t recl
 void sh_ffi_blob_ref(sh_blob_t *b);
 void sh_ffi_blob_unref(sh_blob_t *b);
 
-uint32_t sh_ffi_fn_put(const char *bytes, size_t len);
-int sh_ffi_fn_get(uint32_t id, const char **bytes, size_t *len);
+uint64_t sh_ffi_fn_put(const char *bytes, size_t len);
+int sh_ffi_fn_unref(uint64_t id);
+int sh_ffi_fn_evict(uint64_t id);
+sh_blob_t *sh_ffi_fn_get(uint64_t id);
+int sh_ffi_fn_dropped_since(uint64_t *pos, uint64_t *ids, int max);
+void sh_ffi_fn_stats(size_t *live, size_t *bytes);
 
 uint32_t sh_ffi_hash_bytes(const char *s, size_t len, uint32_t seed);
 uint32_t sh_ffi_hash_number(double x, uint32_t seed);
@@ -81,6 +85,7 @@ local M = {
     BLOB_ENCODED = 1,
     BLOB_LINES = 2,
     BLOB_FIXED = 3,
+    FN_LOST = -1,  -- sh_ffi_fn_dropped_since: the caller fell behind the log (SH_FNREG_LOST)
 }
 
 -- Takes a C string that the host allocated, returns it as a Lua string and frees the C copy.

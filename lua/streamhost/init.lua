@@ -26,6 +26,7 @@ local lazy = {
     RDD = function() return require("streamhost.rdd").RDD end,
     DStream = function() return require("streamhost.dstream").DStream end,
     TextServer = function() return require "streamhost.text_server" end,
+    lazy = function() return require("streamhost.shared").lazy end,  -- an extension (README)
 }
 
 return setmetatable(sh, {

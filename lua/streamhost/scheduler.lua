@@ -5,6 +5,7 @@ local ffi = require "ffi"
 local shffi = require "streamhost.ffi"
 local codec = require "streamhost.codec"
 local loop = require "streamhost.loop"
+local shared = require "streamhost.shared"  -- accumulators: merged when a task succeeds
 
 local C = shffi.C
 
@@ -31,7 +32,9 @@ local function drain(pool)
             local i = job.index[id]
             if made ~= nil then job.made[#job.made + 1] = made end
             if ok_out[0] == 1 then
-                job.results[i] = text
+                local r = codec.decode(text)  -- {result, accumulator deltas or nil} (worker.run)
+                job.results[i] = r[1]
+                if r[2] then shared.merge(r[2]) end
             elseif job.failure == nil then
                 job.failure = text
             end
@@ -94,7 +97,7 @@ function M.run_tasks(sc, tasks, blobs)
     local results = {}
     if job.failure == nil then
         for i = 1, #tasks do
-            results[i] = codec.decode(job.results[i])
+            results[i] = job.results[i]
             if blobs then results[i] = adopt(results[i]) end
         end
     end

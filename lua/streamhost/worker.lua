@@ -6,6 +6,7 @@ local shffi = require "streamhost.ffi"
 local codec = require "streamhost.codec"
 local keys = require "streamhost.keys"
 local ship = require "streamhost.ship"
+local shared = require "streamhost.shared"  -- accumulators: task_begin/task_end in M.run
 local format = require "streamhost.format"
 
 local C = shffi.C
@@ -434,18 +435,26 @@ local function traceback(e)
     return debug.traceback(e, 2)
 end
 
--- Runs an encoded task; returns true and the encoded result, or false and the error.
+-- Runs an encoded task; returns true and the encoded {result, accumulator deltas or nil}, or
+-- false and the error.
 function M.run(payload)
     local task = buffer.decode(payload)
     ship.new_task()
+    shared.task_begin()  -- accumulators start at their zero value
     created = {}
     local ok, res = xpcall(execute, traceback, task)
     -- The pool hands the driver a reference to every blob this task created (or drops them
     -- when it failed); this state's own references go now, not at some later collection.
     for _, b in ipairs(created) do C.sh_ffi_blob_unref(ffi.gc(b, nil)) end
     created = nil
-    if not ok then return false, res end
-    return true, buffer.encode(res)
+    local deltas = shared.task_end()  -- what the task added to accumulators (nil: nothing)
+    if not ok then
+        ship.end_task()  -- put back what the task changed in the functions it loaded
+        return false, res
+    end
+    res = buffer.encode({ res, deltas })  -- the driver merges deltas (scheduler.run_tasks)
+    ship.end_task()  -- after encoding: the result may hold a function's captured tables
+    return true, res
 end
 
 -- Plan operations and sinks, open to the modules that add their own (stateful streams).

@@ -221,3 +221,147 @@ sc:stop()
         assert.are.same({ true, 3 }, seen)
     end)
 end)
+
+-- A shipped global table, as a job script defines one.
+shipping_spec_config = { scale = 2, names = { "a" } } -- luacheck: ignore
+
+describe("functions loaded once per worker state", function()
+    local sc
+    local ship = require "streamhost.ship"
+    local scheduler = require "streamhost.scheduler"
+    setup(function() sc = helpers.sc() end)
+
+    -- Runs the shipped function `id` over `records` once on every worker (pinned tasks);
+    -- returns each worker's output records.
+    local function on_each_worker(id, records)
+        local tasks = {}
+        for w = 0, sc.defaultParallelism - 1 do
+            tasks[w + 1] = { plan = { op = "map", fn = id, input = { op = "records", records = records } },
+                             sink = { kind = "collect" }, part = w, affinity = w }
+        end
+        return scheduler.run_tasks(sc, tasks)
+    end
+
+    local stats_id = ship.ship(function() return require("streamhost.ship").cache_stats() end)
+    local function worker_stats()
+        local out = {}
+        for w, r in ipairs(on_each_worker(stats_id, { 0 })) do out[w] = r[1] end
+        return out
+    end
+
+    it("loads a function once per worker and keeps it for later tasks and jobs", function()
+        local k = 5
+        local rdd = sc:parallelize({ 1, 2, 3, 4 }, 2):map(function(x) return x + k end)
+        local before = worker_stats()
+        for _ = 1, 5 do assert.are.same({ 6, 7, 8, 9 }, rdd:collect()) end
+        local after, loaded = worker_stats(), 0
+        for w = 1, #after do
+            local n = after[w].loads - before[w].loads
+            assert.is_true(n <= 1, "worker " .. w .. " loaded the function " .. n .. " times")
+            loaded = loaded + n
+        end
+        assert.is_true(loaded >= 1)
+    end)
+
+    it("starts every task from the shipped upvalues also once the JIT compiled the function", function()
+        -- 100k records a task: the worker's loop and the function become traces, which
+        -- constify immutable upvalues such as `bump` (a function with its own counter).
+        local n = 100000
+        local seen = { n = 0, log = {} }
+        local calls = 0
+        local count = 0
+        local function bump() count = count + 1; return count end
+        local f = function(x)
+            seen.n = seen.n + 1
+            calls = calls + 1
+            local log = seen.log
+            log[#log + 1] = x
+            return seen.n + calls + bump() + #log
+        end
+        local data = {}
+        for i = 1, 2 * n do data[i] = i end
+        local rdd = sc:parallelize(data, 2):map(f)
+        for _ = 1, 4 do
+            assert.are.equal(4 * n, rdd:reduce(math.max))
+        end
+        assert.are.same({ 0, 0, 0, 0 }, { seen.n, #seen.log, calls, count })
+        local jit_on = on_each_worker(ship.ship(function() return (jit.status()) end), { 0 })
+        for _, r in ipairs(jit_on) do assert.is_true(r[1]) end
+    end)
+
+    it("keeps shared tables shared, cycles and metatables whole, from task to task", function()
+        local shared = { v = 0 }
+        local a, b = { t = shared }, { t = shared }
+        local node = { name = "n" }
+        node.self = node
+        local Point = {}
+        Point.__index = Point
+        function Point.norm2(p) return p.x * p.x + p.y * p.y end
+        local p = setmetatable({ x = 3, y = 4 }, Point)
+        local f = function(x)
+            a.t.v = a.t.v + x
+            local r = { b.t.v, node.self.self.name, a.t == b.t, p:norm2() }
+            a.t = { v = 100 }
+            node.self = nil
+            p.x, Point.norm2 = 0, nil
+            setmetatable(p, nil)
+            return r
+        end
+        local rdd = sc:parallelize({ 1, 2, 3, 4 }, 4):map(f)  -- one record a task
+        for _ = 1, 3 do
+            assert.are.same({ { 1, "n", true, 25 }, { 2, "n", true, 25 }, { 3, "n", true, 25 },
+                              { 4, "n", true, 25 } }, rdd:collect())
+        end
+    end)
+
+    it("starts every task from the shipped globals", function()
+        local rdd = sc:parallelize({ 1, 2, 3, 4 }, 4):map(function(x)
+            local r = x * shipping_spec_config.scale .. shipping_spec_config.names[1] -- luacheck: ignore
+            shipping_spec_config.scale = 100 -- luacheck: ignore
+            shipping_spec_config.names = nil -- luacheck: ignore
+            return r
+        end)
+        for _ = 1, 3 do assert.are.same({ "2a", "4a", "6a", "8a" }, rdd:collect()) end
+    end)
+
+    it("keeps nothing a finished task added to a captured table", function()
+        local cache = {} -- luacheck: ignore
+        local f = function(x)
+            local big = {}
+            for i = 1, 1000 do big[i] = i end
+            cache[x] = big
+            local probe = rawget(_G, "shipping_spec_probe")
+            if probe == nil then
+                probe = setmetatable({}, { __mode = "k" })
+                rawset(_G, "shipping_spec_probe", probe)
+            end
+            probe[big] = true
+            return x
+        end
+        on_each_worker(ship.ship(f), { 1, 2, 3 })
+        local alive = on_each_worker(ship.ship(function()
+            collectgarbage()
+            collectgarbage()
+            local probe = rawget(_G, "shipping_spec_probe")
+            if probe == nil then return -1 end
+            local n = 0
+            for _ in pairs(probe) do n = n + 1 end
+            return n
+        end), { 0 })
+        for w, r in ipairs(alive) do assert.are.equal(0, r[1], "worker " .. w) end
+    end)
+
+    it("does not rebuild a large captured table that tasks only read", function()
+        local words = {}
+        for i = 1, 200000 do words["w" .. i] = string.rep("x", 30) .. i end  -- about 10 MB
+        local f = function(x) return #words["w" .. x] end
+        local rdd = sc:parallelize({ 1, 10, 100, 1000 }, 4):map(f)
+        local before = worker_stats()
+        for _ = 1, 3 do assert.are.same({ 31, 32, 33, 34 }, rdd:collect()) end
+        local after = worker_stats()
+        for w = 1, #after do
+            assert.are.equal(before[w].put_backs, after[w].put_backs)
+            assert.is_true(after[w].loads - before[w].loads <= 1)
+        end
+    end)
+end)
