@@ -17,13 +17,14 @@ local sc = sh.SparkContext(nil, "sortby-bench")
 local ssc = sh.StreamingContext(sc, interval)
 local words = {}
 for i = 1, 400 do words[i] = "w" .. (i * 7919 % 97) end
-local batches, rss100, behind_max = 0, nil, 0
+local batches, rss100, behind_max, n_transforms = 0, nil, 0, 0
 ssc:queueStream({}, true, sc:parallelize(words, 2))
     :map(function(w) return { w, 1 } end)
     :reduceByKey(function(a, b) return a + b end)
     :transform(function(rdd)
+        n_transforms = n_transforms + 1  -- a different table every batch: a new closure to ship
         local lookup = {}
-        for i = 1, 1000 do lookup[i] = string.format("%019d", i) end  -- ~20 KB, new each batch
+        for i = 1, 1000 do lookup[i] = string.format("%019d", i + n_transforms) end
         return rdd:map(function(kv) return { kv[1], kv[2] + #lookup[1] } end)
                   :sortBy(function(kv) return kv[2] end, false)
     end)
