@@ -1,5 +1,6 @@
-/* sh_ffi.c: the plain-C functions that lua/streamhost/ffi.lua declares: clock, loop pump,
- * worker pool, blobs, the function registry and key hashing. */
+/* sh_ffi.c: the plain-C functions that lua/streamhost/ffi.lua declares: clock, the driver's
+ * timer and stop request, worker pool, blobs, the function registry, key hashing, and the batch
+ * scheduler's records. */
 #include "sh_blob.h"
 #include "sh_common.h"
 #include "sh_fnreg.h"

@@ -57,8 +57,8 @@ static void finish(sh_host_t *h, const char *err)
         uv_stop(h->loop);  /* only inside uv_run: a stop flag left set would skip the next run */
 }
 
-/* Calls the function on top of the stack (with nargs arguments below it... above it) in the
- * driver state; it answers (over, err). Finishes the job when it is over or raised. */
+/* Calls a driver function (pushed, then its nargs arguments) in the driver state; it answers
+ * (over, err). Finishes the job when it is over or raised. */
 static void call_and_check(sh_host_t *h, int nargs)
 {
     lua_State *L = h->L;
