@@ -137,10 +137,10 @@ function M.install(worker)
             for _, chunk in ipairs(old_chunks(sink.sid, part)) do
                 codec.each(chunk, function(rec)
                     local k, v = rec[1], rec[2]
-                    local r = keymap_take(removed, k)
-                    if r ~= nil then v = inv(v, r) end
-                    local a = keymap_take(added, k)
-                    if a ~= nil then v = func(v, a) end
+                    local r, left = keymap_take(removed, k)
+                    if left then v = inv(v, r) end
+                    local a, entered = keymap_take(added, k)
+                    if entered then v = func(v, a) end
                     rec[2] = v
                     if keep == nil or keep(rec) then put(rec) end
                 end)

@@ -45,10 +45,15 @@ end
 -- -- Aggregation by key -----------------------------------------------------------------
 
 -- A map from keys (scalars or composite arrays) to values, iterated in first-seen order.
+-- A key whose value is nil (pyspark's None) is present: the combiner stores HOLE for it, so
+-- that a nil slot always means "absent"; keymap_each and keymap_take give nil back.
+local HOLE = setmetatable({}, { __tostring = function() return "nil value" end })
+
 local function new_keymap()
     return { vals = {}, cvals = {}, ckeys = {}, order = {}, n = 0 }
 end
 
+-- The stored value of k (nil when absent, HOLE for a nil value), its slot and whether composite.
 local function keymap_get(m, k)
     if type(k) == "table" then
         local s = slot(k)
@@ -72,11 +77,13 @@ local function keymap_set(m, k, s, composite, v, was_new)
     end
 end
 
--- Removes k and returns what it held (nil when absent).
+-- Removes k; returns what it held (nil when absent or nil) and whether it was there.
 local function keymap_take(m, k)
     local v, s, composite = keymap_get(m, k)
-    if v ~= nil then keymap_set(m, k, s, composite, nil, false) end
-    return v
+    if v == nil then return nil, false end
+    keymap_set(m, k, s, composite, nil, false)
+    if rawequal(v, HOLE) then return nil, true end
+    return v, true
 end
 
 -- Calls f(key, value) for every entry still there, in first-seen order.
@@ -84,44 +91,70 @@ local function keymap_each(m, f)
     local vals, cvals, ckeys, order = m.vals, m.cvals, m.ckeys, m.order
     for i = 1, m.n do
         local s = order[i]
+        local k, v
         if type(s) == "table" and s ~= keys.NIL then
             s = s[1]
-            local v = cvals[s]
-            if v ~= nil then f(ckeys[s], v) end
+            k, v = ckeys[s], cvals[s]
         else
-            local v = vals[s]
-            if v ~= nil then f(unslot(s), v) end
+            k, v = unslot(s), vals[s]
+        end
+        if v ~= nil then
+            if rawequal(v, HOLE) then v = nil end
+            f(k, v)
         end
     end
 end
 M.new_keymap, M.keymap_get, M.keymap_set, M.keymap_take, M.keymap_each =
     new_keymap, keymap_get, keymap_set, keymap_take, keymap_each
 
+local function not_pair(rec)
+    error("a key-value operation needs {key, value} records, got a " .. type(rec), 0)
+end
+
+local function nan_key()
+    error("NaN cannot be a key", 0)
+end
+
 -- Combines a stream of {k, v} records: create(v) for a key's first value, merge(c, v) after.
-local function combiner(create, merge)
+-- Every key is added once, whatever create and merge return (nil included). bad(rec, why)
+-- reports a record that cannot be combined (why: "pair" or "nan"); it must raise.
+local function combiner(create, merge, bad)
     local m = new_keymap()
     local vals = m.vals
     local function add(rec)
         if type(rec) ~= "table" then
-            error("a key-value operation needs {key, value} records, got a " .. type(rec), 0)
+            if bad then bad(rec, "pair") end
+            not_pair(rec)
         end
         local k = rec[1]
         if type(k) == "string" or type(k) == "number" then  -- the common case, kept short for the JIT
             local c = vals[k]
             if c == nil then
-                if k ~= k then error("NaN cannot be a key", 0) end
-                keymap_set(m, k, k, false, create(rec[2]), true)
+                if k ~= k then
+                    if bad then bad(rec, "nan") end
+                    nan_key()
+                end
+                c = create(rec[2])
+                if c == nil then c = HOLE end
+                keymap_set(m, k, k, false, c, true)
             else
-                vals[k] = merge(c, rec[2])
+                if rawequal(c, HOLE) then c = nil end
+                c = merge(c, rec[2])
+                if c == nil then c = HOLE end
+                vals[k] = c
             end
             return
         end
         local c, s, composite = keymap_get(m, k)
-        if c == nil then
-            keymap_set(m, k, s, composite, create(rec[2]), true)
+        local was_new = c == nil
+        if was_new then
+            c = create(rec[2])
         else
-            keymap_set(m, k, s, composite, merge(c, rec[2]), false)
+            if rawequal(c, HOLE) then c = nil end
+            c = merge(c, rec[2])
         end
+        if c == nil then c = HOLE end
+        keymap_set(m, k, s, composite, c, was_new)
     end
     return m, add
 end
