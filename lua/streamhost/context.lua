@@ -2,6 +2,7 @@
 local ffi = require "ffi"
 local shffi = require "streamhost.ffi"
 local codec = require "streamhost.codec"
+local NULL = require "streamhost.null"
 
 local C = shffi.C
 
@@ -98,9 +99,14 @@ function SparkContext:parallelize(list, numSlices)
     local parts = {}
     for i = 0, numSlices - 1 do
         local from, to = math.floor(i * n / numSlices) + 1, math.floor((i + 1) * n / numSlices)
-        local slice = {}
-        for j = from, to do slice[#slice + 1] = list[j] end
-        parts[i + 1] = n > 0 and { codec.blob_of(slice) } or {}
+        local slice, m = {}, 0
+        for j = from, to do
+            local x = list[j]
+            if x == NULL then x = nil end  -- sh.null in the list is a nil record
+            m = m + 1
+            slice[m] = x
+        end
+        parts[i + 1] = n > 0 and { codec.blob_of(slice, m) } or {}
     end
     return require("streamhost.rdd").from_blobs(self, parts)
 end

@@ -7,6 +7,8 @@ local sh = {
     _VERSION = "0.1.0",
     portable_hash = keys.portable_hash,
     StorageLevel = require "streamhost.storage",
+    -- The placeholder of a nil record in arrays of records (collect, parallelize, ...).
+    null = require "streamhost.null",
 }
 
 function sh.utf8_decoder(s)

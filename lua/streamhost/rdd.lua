@@ -4,6 +4,8 @@ local ship = require "streamhost.ship"
 local keys = require "streamhost.keys"
 local scheduler = require "streamhost.scheduler"
 local shffi = require "streamhost.ffi"
+local codec = require "streamhost.codec"
+local NULL = require "streamhost.null"
 
 local type, error, ipairs, setmetatable = type, error, ipairs, setmetatable
 
@@ -254,17 +256,24 @@ function RDD:cogroup(other, numPartitions)
     return shuffled(deps, math.max(n, 1), { agg = "none" }, "cogroup")
 end
 
+-- cogroup's lists hold sh.null for a nil value; in a joined {v, w} it is nil again, as the
+-- missing side of an outer join is.
+local function value(x)
+    if x == NULL then return nil end
+    return x
+end
+
 local function join_inner(g)
     local out, a, b = {}, g[1], g[2]
-    for i = 1, #a do for j = 1, #b do out[#out + 1] = { a[i], b[j] } end end
+    for i = 1, #a do for j = 1, #b do out[#out + 1] = { value(a[i]), value(b[j]) } end end
     return out
 end
 
 local function join_left(g)
     local out, a, b = {}, g[1], g[2]
     for i = 1, #a do
-        if #b == 0 then out[#out + 1] = { a[i], nil } end
-        for j = 1, #b do out[#out + 1] = { a[i], b[j] } end
+        if #b == 0 then out[#out + 1] = { value(a[i]), nil } end
+        for j = 1, #b do out[#out + 1] = { value(a[i]), value(b[j]) } end
     end
     return out
 end
@@ -272,8 +281,8 @@ end
 local function join_right(g)
     local out, a, b = {}, g[1], g[2]
     for j = 1, #b do
-        if #a == 0 then out[#out + 1] = { nil, b[j] } end
-        for i = 1, #a do out[#out + 1] = { a[i], b[j] } end
+        if #a == 0 then out[#out + 1] = { nil, value(b[j]) } end
+        for i = 1, #a do out[#out + 1] = { value(a[i]), value(b[j]) } end
     end
     return out
 end
@@ -281,11 +290,11 @@ end
 local function join_full(g)
     local out, a, b = {}, g[1], g[2]
     if #a == 0 then
-        for j = 1, #b do out[#out + 1] = { nil, b[j] } end
+        for j = 1, #b do out[#out + 1] = { nil, value(b[j]) } end
     elseif #b == 0 then
-        for i = 1, #a do out[#out + 1] = { a[i], nil } end
+        for i = 1, #a do out[#out + 1] = { value(a[i]), nil } end
     else
-        for i = 1, #a do for j = 1, #b do out[#out + 1] = { a[i], b[j] } end end
+        for i = 1, #a do for j = 1, #b do out[#out + 1] = { value(a[i]), value(b[j]) } end end
     end
     return out
 end
@@ -357,7 +366,11 @@ function RDD:sortBy(keyfunc, ascending, numPartitions)
             return a[2] < b[2]
         end)
         local out = {}
-        for i, d in ipairs(arr) do out[i] = d[3] end
+        for i, d in ipairs(arr) do
+            local x = d[3]
+            if x == nil then x = NULL end  -- a nil record, as the partition's array holds it
+            out[i] = x
+        end
         return out
     end
     return self:map(function(x) return { keyfunc(x), x } end)
@@ -395,10 +408,24 @@ end
 
 -- -- Actions -------------------------------------------------------------------------------
 
+-- Appends the records of a packed task result to out (n so far); a nil record, or a decoded
+-- copy of sh.null, becomes sh.null itself. Returns the new n.
+local function append_records(out, n, packed)
+    local part, m = codec.unpack(packed)
+    for i = 1, m do
+        local x = part[i]
+        if x == nil or x == NULL then x = NULL end
+        n = n + 1
+        out[n] = x
+    end
+    return n
+end
+
+-- Every record, in partition order; nil records are sh.null (Lua arrays hold no nil).
 function RDD:collect()
     local out, n = {}, 0
-    for _, part in ipairs(scheduler.run_job(self, { kind = "collect" })) do
-        for i = 1, #part do n = n + 1; out[n] = part[i] end
+    for _, packed in ipairs(scheduler.run_job(self, { kind = "collect" })) do
+        n = append_records(out, n, packed)
     end
     return out
 end
@@ -416,8 +443,7 @@ function RDD:take(num)
     for p = 0, self._n - 1 do
         local want = num - #out
         local sub = new(self.ctx, "coalesce", 1, { _deps = { self }, _groups = { { p } } })
-        local part = scheduler.run_job(sub, { kind = "take", n = want })[1]
-        for i = 1, #part do out[#out + 1] = part[i] end
+        append_records(out, #out, scheduler.run_job(sub, { kind = "take", n = want })[1])
         if #out >= num then break end
     end
     return out
@@ -426,6 +452,7 @@ end
 function RDD:first()
     local t = self:take(1)
     if #t == 0 then error("RDD is empty", 2) end
+    if t[1] == NULL then return nil end  -- a nil record
     return t[1]
 end
 
@@ -511,7 +538,10 @@ function RDD:countByValue()
         for _, vc in ipairs(part) do add(vc) end
     end
     local out = {}
-    require("streamhost.worker").keymap_each(m, function(v, c) out[v] = c end)
+    require("streamhost.worker").keymap_each(m, function(v, c)
+        if v == nil then v = NULL end  -- nil records count under sh.null
+        out[v] = c
+    end)
     return out
 end
 

@@ -46,7 +46,7 @@ local function new_writer()
         w.buf[n] = rec
         w.n = n
         if n >= CHUNK then
-            w.chunks[#w.chunks + 1] = codec.blob_of(w.buf)
+            w.chunks[#w.chunks + 1] = codec.blob_of(w.buf, n)
             w.buf, w.n = {}, 0
             -- Rewriting a state makes garbage at the rate it reads; collecting as we go keeps
             -- the worker's heap (and the pages its allocator keeps) near the live size.
@@ -54,7 +54,7 @@ local function new_writer()
         end
     end
     function w.finish()
-        if w.n > 0 then w.chunks[#w.chunks + 1] = codec.blob_of(w.buf) end
+        if w.n > 0 then w.chunks[#w.chunks + 1] = codec.blob_of(w.buf, w.n) end
         w.buf, w.n = nil, 0
         return w.chunks
     end

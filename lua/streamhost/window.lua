@@ -5,6 +5,7 @@ local dstream = require "streamhost.dstream"
 local rddmod = require "streamhost.rdd"
 local scheduler = require "streamhost.scheduler"
 local state = require "streamhost.state"
+local NULL = require "streamhost.null"
 
 local DStream = dstream.DStream
 local check_ship = dstream.check_ship
@@ -148,7 +149,10 @@ local function add(a, b) return a + b end
 local function sub(a, b) return a - b end
 local function pair_one(x) return { x, 1 } end
 local function positive(kv) return kv[2] > 0 end
-local function list_of(v) return { v } end
+local function list_of(v)  -- a nil value is sh.null in the list, as groupByKey's lists hold it
+    if v == nil then v = NULL end
+    return { v }
+end
 local function extend(a, b)
     for i = 1, #b do a[#a + 1] = b[i] end
     return a

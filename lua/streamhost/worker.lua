@@ -7,6 +7,7 @@ local codec = require "streamhost.codec"
 local keys = require "streamhost.keys"
 local ship = require "streamhost.ship"
 local format = require "streamhost.format"
+local NULL = require "streamhost.null"
 
 local C = shffi.C
 local type, ipairs, error, select = type, ipairs, error, select
@@ -21,22 +22,36 @@ end
 
 -- -- Iterators over arrays and results ----------------------------------------------
 
-local function array_iterator(arr)
+-- An iterator over the n records of arr (default #arr); a nil record comes as sh.null, since
+-- a nil would end the caller's `for x in it` loop.
+local function array_iterator(arr, n)
+    n = n or #arr
     local i = 0
     return function()
+        if i >= n then return nil end
         i = i + 1
-        return arr[i]
+        local x = arr[i]
+        if x == nil then return NULL end
+        return x
     end
 end
 M.array_iterator = array_iterator
 
--- Pushes every element of a function's result (an array or an iterator) into emit.
+-- Pushes every element of a function's result (an array or an iterator) into emit; sh.null
+-- there stands for a nil record.
 local function emit_all(r, emit, what)
     local t = type(r)
     if t == "table" then
-        for i = 1, #r do emit(r[i]) end
+        for i = 1, #r do
+            local x = r[i]
+            if x == NULL then x = nil end
+            emit(x)
+        end
     elseif t == "function" then
-        for x in r do emit(x) end
+        for x in r do
+            if x == NULL then x = nil end
+            emit(x)
+        end
     else
         error(what .. " must return an array or an iterator function, got " .. t, 0)
     end
@@ -161,8 +176,16 @@ end
 M.combiner = combiner
 
 local function identity(x) return x end
-local function list_of(v) return { v } end
-local function list_append(l, v) l[#l + 1] = v; return l end
+-- Lists of values (groupByKey, updateStateByKey's new values) hold sh.null for a nil value.
+local function list_of(v)
+    if v == nil then v = NULL end
+    return { v }
+end
+local function list_append(l, v)
+    if v == nil then v = NULL end
+    l[#l + 1] = v
+    return l
+end
 M.identity, M.list_of, M.list_append = identity, list_of, list_append
 
 -- -- Plans: a partition's computation, run push-style into emit ---------------------------
@@ -205,7 +228,11 @@ function ops.flatMap(node, emit)
     run(node.input, function(x)
         local r = f(x)
         if type(r) == "table" then
-            for i = 1, #r do emit(r[i]) end
+            for i = 1, #r do
+                local y = r[i]
+                if y == NULL then y = nil end
+                emit(y)
+            end
         else
             emit_all(r, emit, "the flatMap function")
         end
@@ -233,14 +260,19 @@ function ops.values(node, emit)
     run(node.input, function(kv) emit(kv[2]) end)
 end
 
+-- The node's records as an array and their number (nil records leave holes).
 local function gather(node)
     local arr, n = {}, 0
     run(node, function(x) n = n + 1; arr[n] = x end)
-    return arr
+    return arr, n
 end
 
 function ops.glom(node, emit)
-    emit(gather(node.input))
+    local arr, n = gather(node.input)
+    for i = 1, n do
+        if arr[i] == nil then arr[i] = NULL end
+    end
+    emit(arr)
 end
 
 function ops.mapPartitions(node, emit)
@@ -292,8 +324,9 @@ function ops.shuffled(node, emit)
                     for j = 1, nin do g[j] = {} end
                     keymap_set(m, k, s, composite, g, true)
                 end
-                local l = g[i]
-                l[#l + 1] = kv[2]
+                local l, v = g[i], kv[2]
+                if v == nil then v = NULL end
+                l[#l + 1] = v
             end)
         end
         keymap_each(m, function(k, g) emit({ k, g }) end)
@@ -314,14 +347,15 @@ M.run_plan = run
 local sinks = {}
 local created  -- blobs this task made, dropped again if it fails
 
-local function new_blob(records)
-    local b = codec.blob_of(records)
+local function new_blob(records, n)
+    local b = codec.blob_of(records, n)
     created[#created + 1] = b
     return b
 end
 
+-- Results that hold records go back packed by codec: nil records and sh.null stay as they are.
 function sinks.collect(plan)
-    return gather(plan)
+    return codec.pack(gather(plan))
 end
 
 function sinks.count(plan)
@@ -331,7 +365,7 @@ function sinks.count(plan)
 end
 
 function sinks.store(plan)  -- cache: the partition as one blob, handed to the driver
-    local b = new_blob(gather(plan))
+    local b = new_blob(gather(plan))  -- records and their number
     return shffi.blob_to_number(b)
 end
 
@@ -354,14 +388,14 @@ end
 local STOP = {}
 function sinks.take(plan, sink)
     local arr, n, want = {}, 0, sink.n
-    if want <= 0 then return arr end
+    if want <= 0 then return codec.pack(arr, 0) end
     local ok, err = pcall(run, plan, function(x)
         n = n + 1
         arr[n] = x
         if n >= want then error(STOP, 0) end
     end)
     if not ok and err ~= STOP then error(err, 0) end
-    return arr
+    return codec.pack(arr, n)
 end
 
 function sinks.foreach(plan, sink)
@@ -408,8 +442,8 @@ end
 -- aggregation allows; each non-empty bucket becomes a blob.
 function sinks.shuffle(plan, sink, part)
     local n = sink.n
-    local buckets = {}
-    for i = 1, n do buckets[i] = {} end
+    local buckets, counts = {}, {}  -- counts: records a bucket holds (nil records leave holes)
+    for i = 1, n do buckets[i], counts[i] = {}, 0 end
     local partitioner
     if sink.partitionFunc then
         local pf = getfn(sink.partitionFunc)
@@ -429,13 +463,15 @@ function sinks.shuffle(plan, sink, part)
             b[1], b[at], b[at + 1] = b[1] + 1, k, c
         end)
         for i = 1, n do
-            if buckets[i][1] == 0 then buckets[i] = {} end
+            local pairs_in = buckets[i][1]
+            counts[i] = pairs_in > 0 and pairs_in * 2 + 1 or 0
         end
     elseif sink.agg == "roundrobin" then  -- repartition: spread records evenly
         local i = part
         run(plan, function(x)
-            local b = buckets[i % n + 1]
-            b[#b + 1] = x
+            local j = i % n + 1
+            local c = counts[j] + 1
+            buckets[j][c], counts[j] = x, c
             i = i + 1
         end)
     else
@@ -443,13 +479,14 @@ function sinks.shuffle(plan, sink, part)
             if type(kv) ~= "table" then
                 error("a key-value operation needs {key, value} records, got a " .. type(kv), 0)
             end
-            local b = buckets[partitioner(kv[1]) + 1]
-            b[#b + 1] = kv
+            local j = partitioner(kv[1]) + 1
+            local c = counts[j] + 1
+            buckets[j][c], counts[j] = kv, c
         end)
     end
     local out = {}
     for i = 1, n do
-        out[i] = #buckets[i] > 0 and shffi.blob_to_number(new_blob(buckets[i])) or false
+        out[i] = counts[i] > 0 and shffi.blob_to_number(new_blob(buckets[i], counts[i])) or false
     end
     return out
 end

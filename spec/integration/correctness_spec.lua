@@ -66,3 +66,150 @@ describe("reduceByKey, combineByKey and foldByKey with nil values", function()
         assert.are.same({ { "a", 3 } }, r:collect())
     end)
 end)
+
+describe("nil records (pyspark's None)", function()
+    local sh = require "streamhost"
+    local NULL = sh.null
+    local sc
+    setup(function() sc = helpers.sc() end)
+    before_each(helpers.stop_active)
+
+    local function odd_or_nil(x)
+        if x % 2 == 0 then return nil end
+        return x
+    end
+    local function is_nil(x) return x == nil end
+
+    it("are counted and collected alike, as sh.null in the collected array", function()
+        local r = sc:parallelize({ 1, 2, 3, 4 }, 2):map(odd_or_nil)
+        assert.are.equal(4, r:count())
+        local out = r:collect()
+        assert.are.equal(4, #out)
+        assert.are.equal(1, out[1])
+        assert.is_true(rawequal(NULL, out[2]))
+        assert.are.equal(3, out[3])
+        assert.is_true(rawequal(NULL, out[4]))
+    end)
+
+    it("reach filter, map and foreach as nil after a shuffle and from a cache", function()
+        local r = sc:parallelize({ 1, 2, 3, 4 }, 2):map(odd_or_nil)
+        assert.are.equal(2, r:repartition(3):filter(is_nil):count())
+        assert.are.equal(4, r:repartition(3):count())
+        local cached = r:map(function(x) return x end):cache()
+        assert.are.same({ false, true, false, true }, cached:map(is_nil):collect())
+        assert.are.equal(4, cached:count())
+        local path = os.tmpname()
+        r:repartition(2):foreach(function(x)
+            local f = assert(io.open(path, "a"))
+            f:write(x == nil and "nil\n" or "value\n")
+            f:close()
+        end)
+        local lines = helpers.read_lines(path)
+        os.remove(path)
+        table.sort(lines)
+        assert.are.same({ "nil", "nil", "value", "value" }, lines)
+    end)
+
+    it("are taken as sh.null, and first() of a nil record is nil", function()
+        local r = sc:parallelize({ 1, 2, 3, 4 }, 2):map(odd_or_nil)
+        local t = r:take(3)
+        assert.are.equal(3, #t)
+        assert.is_true(rawequal(NULL, t[2]))
+        assert.is_nil(r:filter(is_nil):first())
+        assert.is_false(r:filter(is_nil):isEmpty())
+    end)
+
+    it("come as sh.null in glom arrays and partition iterators, and go back to nil from their results", function()
+        local r = sc:parallelize({ 1, 2, 3, 4 }, 2):map(odd_or_nil)
+        assert.are.same({ { 1, NULL }, { 3, NULL } }, r:glom():collect())
+        local counts = r:mapPartitions(function(it)
+            local n = 0
+            for _ in it do n = n + 1 end
+            return { n }
+        end):collect()
+        assert.are.same({ 2, 2 }, counts)
+        local back = r:mapPartitions(function(it)
+            local out = {}
+            for x in it do out[#out + 1] = x end
+            return out
+        end):map(is_nil):collect()
+        assert.are.same({ false, true, false, true }, back)
+        local flat = sc:parallelize({ 1 }):flatMap(function(x) return { x, NULL, x } end):map(is_nil):collect()
+        assert.are.same({ false, true, false }, flat)
+    end)
+
+    it("come from sh.null in the arrays given to parallelize", function()
+        local r = sc:parallelize({ 1, NULL, 3, NULL }, 3)
+        assert.are.equal(4, r:count())
+        assert.are.same({ false, true, false, true }, r:map(is_nil):collect())
+    end)
+
+    it("are counted by countByValue under sh.null", function()
+        local counts = sc:parallelize({ 1, 2, 3, 4, 5 }, 2):map(odd_or_nil):countByValue()
+        assert.are.equal(2, counts[NULL])
+        assert.are.equal(1, counts[1])
+    end)
+
+    it("survive sorting", function()
+        local out = sc:parallelize({ 1, 2, 3, 4 }, 2):map(odd_or_nil)
+            :sortBy(function(x) return x or 0 end, true, 2):collect()
+        assert.are.equal(4, #out)
+        assert.is_true(rawequal(NULL, out[1]))
+        assert.is_true(rawequal(NULL, out[2]))
+        assert.are.same({ 1, 3 }, { out[3], out[4] })
+    end)
+
+    it("are the same sh.null in a worker function that captures it", function()
+        local null = NULL
+        local r = sc:parallelize({ 1, 2 }, 2):map(function(x) if x == 2 then return null end return x end)
+        assert.are.same({ 1 }, r:filter(function(x) return rawequal(x, null) == false end):collect())
+        assert.are.equal(1, r:repartition(2):filter(function(x) return x == null end):count())
+    end)
+
+    it("are a nil value's sh.null in groupByKey and cogroup lists, and nil in joins", function()
+        local a = sc:parallelize({ { "k", nil }, { "k", 1 } }, 2)
+        local grouped = a:groupByKey(1):collect()
+        assert.are.equal(1, #grouped)
+        assert.are.same({ NULL, 1 }, grouped[1][2])
+        local joined = a:join(sc:parallelize({ { "k", "x" } }), 1):collect()
+        assert.are.equal(2, #joined)
+        for _, kv in ipairs(joined) do assert.are.equal("x", kv[2][2]) end
+        local firsts = { joined[1][2][1], joined[2][2][1] }
+        assert.is_true(firsts[1] == nil or firsts[2] == nil)
+        assert.is_true(firsts[1] == 1 or firsts[2] == 1)
+    end)
+
+    it("come from sh.null in queueStream arrays and reach the stream's functions as nil", function()
+        local out = helpers.run_stream({ { 1, NULL }, { NULL } }, function(s) return s:map(is_nil) end, 2,
+            { sort = false })
+        assert.are.same({ { false, true }, { true } }, out)
+    end)
+
+    it("pprint as nil", function()
+        local text = helpers.capture_stdout(function()
+            helpers.run_stream({ { 1, NULL, { "k", NULL } } }, function(s)
+                s:map(function(x) return x end):pprint()
+                return s
+            end, 1)
+        end)
+        local body = text:match("^%-+\nTime: [^\n]*\n%-+\n(.*)$")
+        assert.are.equal("1\nnil\n{\"k\", nil}\n\n", body)
+    end)
+
+    it("are saved by saveAsTextFiles as the line nil", function()
+        local dir = helpers.tmpdir()
+        helpers.run_stream({ { "a", NULL, "b" } }, function(s)
+            s:map(function(x) return x end):repartition(1):saveAsTextFiles(dir .. "/out")
+            return s
+        end, 1)
+        local names = helpers.glob(dir, "^out%-%d+$")
+        local lines = {}
+        for _, f in ipairs(helpers.list_dir(dir .. "/" .. names[1])) do
+            if f ~= "_SUCCESS" then
+                for _, l in ipairs(helpers.read_lines(dir .. "/" .. names[1] .. "/" .. f)) do lines[#lines + 1] = l end
+            end
+        end
+        assert.are.same({ "a", "nil", "b" }, lines)
+        os.execute("rm -rf '" .. dir .. "'")
+    end)
+end)
