@@ -50,7 +50,7 @@ void sh_ffi_recv_close(sh_recv_t *r);
 
 typedef struct sh_text_server_s sh_text_server_t;
 sh_text_server_t *sh_ffi_text_server_start(sh_host_t *h, const char *text, size_t len,
-                                           int lines_per_tick, int tick_ms, int port,
+                                           double lines_per_second, int port,
                                            int *bound_port, char **errmsg);
 void sh_ffi_text_server_stop(sh_text_server_t *s);
 ]]

@@ -213,3 +213,54 @@ describe("nil records (pyspark's None)", function()
         os.execute("rm -rf '" .. dir .. "'")
     end)
 end)
+
+describe("sh.TextServer", function()
+    local sh = require "streamhost"
+    local C = require("streamhost.ffi").C
+    before_each(helpers.stop_active)
+
+    -- Lines a socketTextStream receives from a TextServer at `rate` in about `seconds`, and the
+    -- time from just before the server started to the end of the stream.
+    local function received(rate, seconds)
+        local t0 = C.sh_ffi_now()
+        local server = sh.TextServer { text = "alpha\nbeta\ngamma\n", linesPerSecond = rate }
+        local ssc = helpers.ssc(0.1)
+        local total = 0
+        ssc:socketTextStream(server.host, server.port):foreachRDD(function(rdd) total = total + rdd:count() end)
+        ssc:start()
+        ssc:awaitTerminationOrTimeout(seconds)
+        server:stop()
+        ssc:stop(false, true)  -- gracefully: what arrived is counted
+        return total, C.sh_ffi_now() - t0
+    end
+
+    -- The expected count for the time that passed, with wide bounds (25..55 for 2 s at 20/s).
+    local function assert_rate(rate, got, elapsed)
+        local want = rate * elapsed
+        assert.is_true(got >= want * 0.625 and got <= want * 1.375 + 1,
+            string.format("%d lines in %.2f s at %g lines/s (expected about %d)", got, elapsed, rate, want))
+    end
+
+    it("serves 20 lines a second", function()
+        local got, elapsed = received(20, 2)
+        assert_rate(20, got, elapsed)
+    end)
+
+    it("serves 5000 lines a second, more lines than the text has", function()
+        local got, elapsed = received(5000, 1)
+        assert_rate(5000, got, elapsed)
+    end)
+
+    it("serves 100000 lines a second", function()
+        local got, elapsed = received(100000, 1)
+        assert_rate(100000, got, elapsed)
+    end)
+
+    it("refuses a rate that is not above 0", function()
+        for _, bad in ipairs({ 0, -5, "fast" }) do
+            local ok, err = pcall(sh.TextServer, { text = "a\n", linesPerSecond = bad })
+            assert.is_false(ok)
+            assert.matches("linesPerSecond must be a number above 0", tostring(err))
+        end
+    end)
+end)
