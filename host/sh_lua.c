@@ -4,8 +4,52 @@
 
 #include <lauxlib.h>
 #include <lualib.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+/* -- Seeding math.random --------------------------------------------------- */
+
+#define SEED_BITS 40  /* seeds stay exact, and apart, in the double math.randomseed takes */
+
+static uint64_t seed_base;
+static uint64_t seed_count;
+static pthread_once_t seed_once = PTHREAD_ONCE_INIT;
+
+/* The run's base seed: the kernel's randomness, else the clock and the process id. */
+static void init_seed_base(void)
+{
+    uint64_t x = 0;
+
+    if (getrandom(&x, sizeof x, GRND_NONBLOCK) != (ssize_t) sizeof x) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        x = (uint64_t) ts.tv_sec * 1000000007u ^ (uint64_t) ts.tv_nsec ^ (uint64_t) getpid() << 20;
+    }
+    seed_base = x;
+}
+
+/* Seeds a new state's math.random, as pyspark seeds each worker: every run starts from a new
+ * base, and every state of the process (the driver, each worker) gets its own seed after it. */
+static void seed_random(lua_State *L)
+{
+    uint64_t n;
+
+    pthread_once(&seed_once, init_seed_base);
+    n = __atomic_add_fetch(&seed_count, 1, __ATOMIC_RELAXED);
+    lua_getglobal(L, "math");                            /* math */
+    lua_getfield(L, -1, "randomseed");                   /* math randomseed */
+    lua_pushnumber(L, (double) ((seed_base + n) & (((uint64_t) 1 << SEED_BITS) - 1)));
+    lua_call(L, 1, 0);                                   /* math */
+    lua_pop(L, 1);                                       /* - */
+}
+
+/* -- States ------------------------------------------------------------------ */
 
 lua_State *sh__lua_new(const char *lua_dir)
 {
@@ -14,6 +58,7 @@ lua_State *sh__lua_new(const char *lua_dir)
     if (L == NULL)
         return NULL;
     luaL_openlibs(L);
+    seed_random(L);
     /* Our modules come first, then whatever the system path already holds (lpeg, busted). */
     lua_getglobal(L, "package");                         /* package */
     lua_getfield(L, -1, "path");                         /* package path */

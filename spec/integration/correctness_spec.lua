@@ -264,3 +264,44 @@ describe("sh.TextServer", function()
         end
     end)
 end)
+
+describe("math.random", function()
+    -- The first number of the driver's state and of each worker state, in a fresh process.
+    local JOB = [[
+local sh = require "streamhost"
+local sc = sh.SparkContext("local[2]", "seeds")
+local driver_first = math.random()
+local r = sc:parallelize({ 0, 1 }, 2):mapPartitionsWithIndex(function()
+    return { { require("streamhost.worker").index, math.random() } }
+end)
+r._affinity = true  -- partition p runs on worker p
+print(string.format("driver %.17g", driver_first))
+for _, rec in ipairs(r:collect()) do print(string.format("worker%d %.17g", rec[1], rec[2])) end
+sc:stop()
+]]
+
+    local function firsts()
+        local out, err, ok = helpers.run_job(JOB)
+        assert.is_true(ok, err)
+        local t = {}
+        for name, x in out:gmatch("(%w+) (%S+)") do t[name] = tonumber(x) end
+        assert.is_number(t.driver)
+        assert.is_number(t.worker0)
+        assert.is_number(t.worker1)
+        return t
+    end
+
+    it("gives every worker state its own sequence, and the driver its own", function()
+        local t = firsts()
+        assert.are_not.equal(t.worker0, t.worker1)
+        assert.are_not.equal(t.driver, t.worker0)
+        assert.are_not.equal(t.driver, t.worker1)
+    end)
+
+    it("gives every run new sequences", function()
+        local a, b = firsts(), firsts()
+        assert.are_not.equal(a.driver, b.driver)
+        assert.are_not.equal(a.worker0, b.worker0)
+        assert.are_not.equal(a.worker1, b.worker1)
+    end)
+end)
