@@ -115,13 +115,19 @@ function SparkContext:emptyRDD()
     return require("streamhost.rdd").from_blobs(self, {})
 end
 
--- The lines of a file, or of every file of a directory (one partition per file).
+-- The lines of the files a path names (one partition per file): a file, a directory, a glob
+-- (dir/*.txt, dir/part-*, {a,b}) or a comma-separated list of those, as in Spark.
 function SparkContext:textFile(path, minPartitions) -- luacheck: ignore minPartitions
     self:_check_active()
     local files = require("streamhost.files")
-    local paths = files.expand(path)
+    local ok, paths = pcall(files.input_files, path, "textFile")
+    if not ok then error(paths, 2) end
     local parts = {}
-    for i, p in ipairs(paths) do parts[i] = { files.read_lines(p) } end
+    for i, p in ipairs(paths) do
+        local read, blob = pcall(files.read_lines, p)
+        if not read then error("textFile: " .. tostring(blob), 2) end
+        parts[i] = { blob }
+    end
     return require("streamhost.rdd").from_blobs(self, parts)
 end
 

@@ -39,6 +39,8 @@ uint32_t sh_ffi_hash_bytes(const char *s, size_t len, uint32_t seed);
 uint32_t sh_ffi_hash_number(double x, uint32_t seed);
 
 int sh_ffi_dir_list(const char *dir, char **names, size_t *len, char **errmsg);
+int sh_ffi_path_kind(const char *path);
+int sh_ffi_glob(const char *pattern, char **names, size_t *len, char **errmsg);
 sh_blob_t *sh_ffi_file_read_lines(const char *path, char **errmsg);
 sh_blob_t *sh_ffi_file_read_fixed(const char *path, uint32_t reclen, size_t *leftover, char **errmsg);
 

@@ -305,3 +305,64 @@ sc:stop()
         assert.are_not.equal(a.worker1, b.worker1)
     end)
 end)
+
+describe("SparkContext:textFile", function()
+    local sc, dir
+    setup(function()
+        sc = helpers.sc()
+        dir = helpers.tmpdir()
+        for name, text in pairs({
+            ["a.txt"] = "a1\na2\n", ["b.txt"] = "b1\n", ["c.log"] = "c1\n",
+            ["part-00000"] = "p0\n", ["part-00001"] = "p1\n", ["_SUCCESS"] = "hidden\n",
+            [".hidden"] = "hidden\n",
+        }) do
+            helpers.write_file(dir .. "/" .. name, text)
+        end
+        assert(os.execute("mkdir -p '" .. dir .. "/sub'") == 0)
+        helpers.write_file(dir .. "/sub/d.txt", "d1\n")
+    end)
+    teardown(function() os.execute("rm -rf '" .. dir .. "'") end)
+
+    local function lines(path) return sorted(sc:textFile(path):collect()) end
+
+    it("reads a file", function()
+        assert.are.same({ "a1", "a2" }, lines(dir .. "/a.txt"))
+    end)
+
+    it("reads a directory's files, not its hidden files or subdirectories", function()
+        assert.are.same({ "a1", "a2", "b1", "c1", "p0", "p1" }, lines(dir))
+        assert.are.same({ "a1", "a2", "b1", "c1", "p0", "p1" }, lines(dir .. "/"))
+    end)
+
+    it("reads the files a glob matches, one partition per file", function()
+        assert.are.same({ "a1", "a2", "b1" }, lines(dir .. "/*.txt"))
+        assert.are.same({ "p0", "p1" }, lines(dir .. "/part-*"))
+        assert.are.same({ "p1" }, lines(dir .. "/part-0000[1-9]"))
+        assert.are.same({ "a1", "a2", "b1" }, lines(dir .. "/?.txt"))
+        assert.are.equal(2, sc:textFile(dir .. "/part-*"):getNumPartitions())
+    end)
+
+    it("reads the files of directories a glob matches", function()
+        assert.are.same({ "d1" }, lines(dir .. "/su*"))
+    end)
+
+    it("reads comma-separated paths, keeping the commas of {a,b} in the pattern", function()
+        assert.are.same({ "a1", "a2", "c1" }, lines(dir .. "/a.txt," .. dir .. "/c.log"))
+        assert.are.same({ "a1", "a2", "c1" }, lines(dir .. "/{a.txt,c.log}"))
+        assert.are.same({ "b1", "d1", "p0", "p1" }, lines(dir .. "/b.*," .. dir .. "/sub," .. dir .. "/part-*"))
+    end)
+
+    it("refuses a pattern that matches nothing, naming it and the script line", function()
+        local ok, err = pcall(function() sc:textFile(dir .. "/*.csv") end)
+        assert.is_false(ok)
+        assert.matches("correctness_spec.lua:%d+: textFile: input pattern ", tostring(err))
+        assert.is_truthy(tostring(err):find(dir .. "/*.csv matches 0 files", 1, true))
+    end)
+
+    it("refuses a path that does not exist, naming it and the script line", function()
+        local ok, err = pcall(function() sc:textFile(dir .. "/a.txt," .. dir .. "/missing.txt") end)
+        assert.is_false(ok)
+        assert.matches("correctness_spec.lua:%d+: textFile: input path does not exist: ", tostring(err))
+        assert.is_truthy(tostring(err):find(dir .. "/missing.txt", 1, true))
+    end)
+end)
