@@ -3,6 +3,7 @@ local ffi = require "ffi"
 local shffi = require "streamhost.ffi"
 local codec = require "streamhost.codec"
 local NULL = require "streamhost.null"
+local SparkConf = require "streamhost.conf"
 
 local C = shffi.C
 
@@ -19,7 +20,10 @@ local function parse_master(master)
     error("invalid master '" .. tostring(master) .. "': expected local, local[N] or local[*]", 4)
 end
 
-local function new(master, appName)
+-- SparkContext(master, appName, sparkHome, pyFiles, environment, batchSize, serializer, conf),
+-- pyspark's arguments in pyspark's order. The positional master and appName win over conf's
+-- spark.master and spark.app.name; without either, the host's --master and "streamhost".
+local function new(master, appName, sparkHome, environment, conf)
     local host = shffi.host()
     if host == nil then
         error("streamhost jobs run inside the streamhost host (host/streamhost JOB.lua)", 3)
@@ -28,10 +32,23 @@ local function new(master, appName)
         error(string.format("Cannot run multiple SparkContexts at once; existing SparkContext(app=%s, master=%s)",
             tostring(active.appName), tostring(active.master)), 3)
     end
-    master = master or ffi.string(C.sh_ffi_master(host))
+    if conf ~= nil and getmetatable(conf) ~= SparkConf then
+        error("SparkContext expects a SparkConf as its conf (the 8th argument), got " .. type(conf), 3)
+    end
+    local settings = SparkConf():setAll(conf and conf:getAll() or {})
+    if master ~= nil then settings:setMaster(master) end
+    if appName ~= nil then settings:setAppName(appName) end
+    if sparkHome ~= nil then settings:setSparkHome(sparkHome) end
+    if type(environment) == "table" then
+        for k, v in pairs(environment) do settings:setExecutorEnv(k, v) end
+    end
+    settings:setIfMissing("spark.master", ffi.string(C.sh_ffi_master(host)))
+    settings:setIfMissing("spark.app.name", "streamhost")
+    master = settings:get("spark.master")
     local sc = setmetatable({
         master = master,
-        appName = appName or "streamhost",
+        appName = settings:get("spark.app.name"),
+        _conf = settings,
         _host = host,
         _stopped = false,
         _next_rdd = 0,
@@ -43,12 +60,26 @@ end
 
 setmetatable(SparkContext, {
     -- Not a tail call: new's errors name the caller's line.
-    __call = function(_, master, appName) return (new(master, appName)) end,
+    __call = function(_, master, appName, sparkHome, pyFiles, environment, batchSize, serializer, conf) -- luacheck: ignore pyFiles batchSize serializer
+        return (new(master, appName, sparkHome, environment, conf))
+    end,
 })
 
--- The active SparkContext, or a new one with the host's master.
-function SparkContext.getOrCreate()
-    return active or new(nil, nil)
+-- The active SparkContext, or a new one with conf (the host's master when conf has none).
+function SparkContext.getOrCreate(conf)
+    return active or (new(nil, nil, nil, nil, conf))
+end
+
+-- A copy of the context's settings (spark.master and spark.app.name included).
+function SparkContext:getConf()
+    return SparkConf():setAll(self._conf:getAll())
+end
+
+-- The setting `key` as a size in bytes (1..max), default when unset; when it is not one, raises
+-- an error naming the setting at `level` as error() counts it from the caller.
+function SparkContext:_conf_bytes(key, default, max, level)
+    local n = self._conf:_bytes(key, default, max, (level or 1) + 1)
+    return n  -- not a tail call: the levels count this frame
 end
 
 function SparkContext._active()

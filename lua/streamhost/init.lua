@@ -17,6 +17,7 @@ end
 
 local lazy = {
     SparkContext = function() return require "streamhost.context" end,
+    SparkConf = function() return require "streamhost.conf" end,
     StreamingContext = function() return require("streamhost.streaming").StreamingContext end,
     StreamingListener = function() return require("streamhost.listener").StreamingListener end,
     RDD = function() return require("streamhost.rdd").RDD end,

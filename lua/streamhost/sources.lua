@@ -92,7 +92,9 @@ local EVENT_NAMES = { [1] = "connected", [2] = "disconnected", [3] = "connect fa
                       [4] = "line too long", [5] = "stopped" }
 M.EVENT_NAMES = EVENT_NAMES
 
-local MAX_LINE = 1024 * 1024        -- longer lines are reported and skipped
+-- Longer lines are reported and skipped: the setting streamhost.socket.maxLineBytes (SparkConf),
+-- by default 1 MiB, at most 1 GiB (the socket connector's limit).
+local MAX_LINE, MAX_LINE_LIMIT = 1024 * 1024, 1024 * 1024 * 1024
 local BLOCK_BYTES = 16 * 1024 * 1024 -- a block (one partition, or cut into several) holds this much text
 -- Reading pauses (TCP flow control holds the peer) while this much waits for a batch, so memory
 -- stays bounded when processing is slower than input.
@@ -108,11 +110,12 @@ function M.socket(ssc, host, port, storageLevel) -- luacheck: ignore storageLeve
         error("socketTextStream expects a port from 1 to 65535", 3)
     end
     local sc = ssc.sparkContext
+    local max_line = sc:_conf_bytes("streamhost.socket.maxLineBytes", MAX_LINE, MAX_LINE_LIMIT, 3)
     local source = { name = string.format("SocketReceiver(%s:%d)", host, port), receiver = true,
                      location = string.format("%s:%d", host, port) }
     function source.start(self)
         local err = ffi.new("char *[1]")
-        local r = C.sh_ffi_socket_open(sc._host, host, port, MAX_LINE, BLOCK_BYTES, MAX_QUEUED, err)
+        local r = C.sh_ffi_socket_open(sc._host, host, port, max_line, BLOCK_BYTES, MAX_QUEUED, err)
         if r == nil then error("socketTextStream " .. self.location .. ": " .. tostring(shffi.take_string(err[0])), 0) end
         self.recv = r
     end

@@ -366,3 +366,122 @@ describe("SparkContext:textFile", function()
         assert.is_truthy(tostring(err):find(dir .. "/missing.txt", 1, true))
     end)
 end)
+
+describe("sh.SparkConf", function()
+    local sh = require "streamhost"
+
+    it("stores settings as strings, chains its setters and reads them back", function()
+        local conf = sh.SparkConf():set("a.b", 5):set("flag", true):setMaster("local[3]"):setAppName("App")
+        assert.are.equal("5", conf:get("a.b"))
+        assert.are.equal("true", conf:get("flag"))
+        assert.are.equal("local[3]", conf:get("spark.master"))
+        assert.are.equal("App", conf:get("spark.app.name"))
+        conf:setAll({ { "x", "1" }, { "a.b", "6" } }):setIfMissing("x", "2"):setIfMissing("y", "3")
+        assert.are.equal("6", conf:get("a.b"))
+        assert.are.equal("1", conf:get("x"))
+        assert.are.equal("3", conf:get("y"))
+    end)
+
+    it("gives get's default for a missing key, and contains and getAll in the order first set", function()
+        local conf = sh.SparkConf():set("k1", "v1"):set("k2", "v2"):set("k1", "v3")
+        assert.is_nil(conf:get("missing"))
+        assert.are.equal("dflt", conf:get("missing", "dflt"))
+        assert.are.equal("v3", conf:get("k1", "dflt"))
+        assert.is_true(conf:contains("k2"))
+        assert.is_false(conf:contains("k3"))
+        assert.are.same({ { "k1", "v3" }, { "k2", "v2" } }, conf:getAll())
+        assert.are.equal("k1=v3\nk2=v2", conf:toDebugString())
+    end)
+
+    it("is what getConf returns: a copy of the context's settings", function()
+        local sc = helpers.sc()
+        local conf = sc:getConf()
+        assert.are.equal(sc.master, conf:get("spark.master"))
+        assert.are.equal(sc.appName, conf:get("spark.app.name"))
+        conf:set("spark.app.name", "changed")
+        assert.are.equal(sc.appName, sc:getConf():get("spark.app.name"))
+        assert.is_false(sc:getConf():contains("streamhost.socket.maxLineBytes"))
+    end)
+
+    it("is taken by SparkContext at pyspark's 8th position; the positional master and appName win", function()
+        local out, err, ok = helpers.run_job([[
+local sh = require "streamhost"
+local conf = sh.SparkConf():setMaster("local[3]"):setAppName("FromConf"):set("my.key", "v")
+local sc = sh.SparkContext(nil, nil, nil, nil, nil, nil, nil, conf)
+print(sc.master, sc.appName, sc.defaultParallelism, sc:getConf():get("my.key"))
+sc:stop()
+sc = sh.SparkContext("local[1]", "Positional", nil, nil, nil, nil, nil, conf)
+print(sc.master, sc.appName, sc.defaultParallelism, sc:getConf():get("spark.master"))
+sc:stop()
+sc = sh.SparkContext.getOrCreate(sh.SparkConf():setAppName("Created"))
+print(sc.master, sc.appName)
+sc:stop()
+print(pcall(sh.SparkContext, nil, nil, nil, nil, nil, nil, nil, { master = "local" }))
+]])
+        assert.is_true(ok, err)
+        local lines = {}
+        for l in out:gmatch("[^\n]+") do lines[#lines + 1] = l end
+        assert.are.equal("local[3]\tFromConf\t3\tv", lines[1])
+        assert.are.equal("local[1]\tPositional\t1\tlocal[1]", lines[2])
+        assert.are.equal("local[2]\tCreated", lines[3])  -- the host's --master
+        assert.matches("^false\t.*SparkContext expects a SparkConf as its conf", lines[4])
+    end)
+
+    -- A job that serves a short line, a line of 1.2 MB and "end" round and round to a
+    -- socketTextStream with the given SparkConf settings, until "end" came twice (so the long
+    -- line came or was skipped in between); prints the longest line received.
+    local function longest_line(settings)
+        return helpers.run_job([[
+local sh = require "streamhost"
+local conf = sh.SparkConf()]] .. settings .. [[
+
+local sc = sh.SparkContext(nil, "maxline", nil, nil, nil, nil, nil, conf)
+local server = sh.TextServer { text = "short\n" .. string.rep("x", 1200000) .. "\nend\n", linesPerSecond = 30 }
+local ssc = sh.StreamingContext(sc, 0.1)
+local ends, longest = 0, 0
+ssc:socketTextStream(server.host, server.port):foreachRDD(function(rdd)
+    for _, l in ipairs(rdd:collect()) do
+        if l == "end" then ends = ends + 1 end
+        longest = math.max(longest, #l)
+    end
+    if ends >= 2 then ssc:stop(true, false) end
+end)
+ssc:start()
+ssc:awaitTerminationOrTimeout(30)
+print("longest " .. longest .. " ends " .. ends)
+]])
+    end
+
+    it("sets the socket source's line limit with streamhost.socket.maxLineBytes", function()
+        local out, err, ok = longest_line([[:set("streamhost.socket.maxLineBytes", "2m")]])
+        assert.is_true(ok, err)
+        assert.are.equal("longest 1200000 ends 2\n", out)
+        assert.is_nil(err:find("skipped a line", 1, true))
+    end)
+
+    it("skips lines over the limit, 1 MiB by default, naming the limit", function()
+        local out, err, ok = longest_line("")
+        assert.is_true(ok, err)
+        assert.are.equal("longest 5 ends 2\n", out)
+        assert.matches("skipped a line longer than 1048576 bytes", err)
+        out, err, ok = longest_line([[:set("streamhost.socket.maxLineBytes", 100)]])
+        assert.is_true(ok, err)
+        assert.are.equal("longest 5 ends 2\n", out)
+        assert.matches("skipped a line longer than 100 bytes", err)
+    end)
+
+    it("refuses a maxLineBytes that is not a size, naming the setting and the script line", function()
+        for _, bad in ipairs({ "abc", "0", "1.5m", "2g" }) do
+            local _, err, ok = helpers.run_job([[
+local sh = require "streamhost"
+local conf = sh.SparkConf():set("streamhost.socket.maxLineBytes", "]] .. bad .. [[")
+local sc = sh.SparkContext(nil, "bad", nil, nil, nil, nil, nil, conf)
+local ssc = sh.StreamingContext(sc, 0.1)
+ssc:socketTextStream("127.0.0.1", 9)
+]])
+            assert.is_false(ok)
+            assert.matches("job%.lua:5: streamhost%.socket%.maxLineBytes must be a size from 1 to 1073741824 bytes", err)
+            assert.is_truthy(err:find("got '" .. bad .. "'", 1, true))
+        end
+    end)
+end)
