@@ -197,22 +197,29 @@ local function partition_fn(partitionFunc)
     return ship_fn(partitionFunc, "partitionFunc", 3)
 end
 
-function RDD:combineByKey(createCombiner, mergeValue, mergeCombiners, numPartitions, partitionFunc)
+-- combineByKey, named `what` in the errors of bad records (reduceByKey, foldByKey...).
+local function combine_by_key(self, what, createCombiner, mergeValue, mergeCombiners, numPartitions,
+                              partitionFunc)
     local n = default_partitions(self, numPartitions)
     local merge_id = ship_fn(mergeCombiners, "combineByKey (mergeCombiners)")
     return shuffled({ self }, n, {
-        agg = "combine",
+        agg = "combine", what = what,
         createCombiner = ship_fn(createCombiner, "combineByKey (createCombiner)"),
         mergeValue = ship_fn(mergeValue, "combineByKey (mergeValue)"),
         partitionFunc = partition_fn(partitionFunc),
     }, "combine", merge_id)
 end
 
+function RDD:combineByKey(createCombiner, mergeValue, mergeCombiners, numPartitions, partitionFunc)
+    return combine_by_key(self, "combineByKey", createCombiner, mergeValue, mergeCombiners,
+        numPartitions, partitionFunc)
+end
+
 local function identity(x) return x end
 
 function RDD:reduceByKey(func, numPartitions, partitionFunc)
     check_fn(func, "reduceByKey")
-    return self:combineByKey(identity, func, func, numPartitions, partitionFunc)
+    return combine_by_key(self, "reduceByKey", identity, func, func, numPartitions, partitionFunc)
 end
 
 local function deep_copy(v)
@@ -225,26 +232,30 @@ end
 function RDD:foldByKey(zeroValue, func, numPartitions, partitionFunc)
     check_fn(func, "foldByKey")
     local function create(v) return func(deep_copy(zeroValue), v) end
-    return self:combineByKey(create, func, func, numPartitions, partitionFunc)
+    return combine_by_key(self, "foldByKey", create, func, func, numPartitions, partitionFunc)
 end
 
 function RDD:groupByKey(numPartitions, partitionFunc)
     local n = default_partitions(self, numPartitions)
-    return shuffled({ self }, n, { agg = "none", partitionFunc = partition_fn(partitionFunc) }, "group")
+    return shuffled({ self }, n, { agg = "none", what = "groupByKey", partitionFunc = partition_fn(partitionFunc) },
+        "group")
 end
 
 function RDD:partitionBy(numPartitions, partitionFunc)
     local n = default_partitions(self, numPartitions)
-    return shuffled({ self }, n, { agg = "none", partitionFunc = partition_fn(partitionFunc) }, "none")
+    -- updateStateByKey partitions its input with partitionBy: errors of bad records say so.
+    local caller = debug.getinfo(2, "S")
+    local what = caller and caller.source:find("/streamhost/state%.lua$") and "updateStateByKey" or "partitionBy"
+    return shuffled({ self }, n, { agg = "none", what = what, partitionFunc = partition_fn(partitionFunc) }, "none")
 end
 
 function RDD:repartition(numPartitions)
     local n = default_partitions(self, numPartitions)
-    return shuffled({ self }, n, { agg = "roundrobin" }, "none")
+    return shuffled({ self }, n, { agg = "roundrobin", what = "repartition" }, "none")
 end
 
 -- {k, {vs of self}, {vs of other}...}: pyspark's cogroup, with arrays for the iterables.
-function RDD:cogroup(other, numPartitions)
+function RDD:cogroup(other, numPartitions, _what)
     local deps = { self }
     if getmetatable(other) == RDD then
         deps[2] = other
@@ -253,7 +264,7 @@ function RDD:cogroup(other, numPartitions)
     end
     local n = numPartitions and default_partitions(self, numPartitions) or 0
     if n == 0 then for _, d in ipairs(deps) do n = math.max(n, d._n) end end
-    return shuffled(deps, math.max(n, 1), { agg = "none" }, "cogroup")
+    return shuffled(deps, math.max(n, 1), { agg = "none", what = _what or "cogroup" }, "cogroup")
 end
 
 -- cogroup's lists hold sh.null for a nil value; in a joined {v, w} it is nil again, as the
@@ -300,19 +311,19 @@ local function join_full(g)
 end
 
 function RDD:join(other, numPartitions)
-    return self:cogroup(other, numPartitions):flatMapValues(join_inner)
+    return self:cogroup(other, numPartitions, "join"):flatMapValues(join_inner)
 end
 
 function RDD:leftOuterJoin(other, numPartitions)
-    return self:cogroup(other, numPartitions):flatMapValues(join_left)
+    return self:cogroup(other, numPartitions, "leftOuterJoin"):flatMapValues(join_left)
 end
 
 function RDD:rightOuterJoin(other, numPartitions)
-    return self:cogroup(other, numPartitions):flatMapValues(join_right)
+    return self:cogroup(other, numPartitions, "rightOuterJoin"):flatMapValues(join_right)
 end
 
 function RDD:fullOuterJoin(other, numPartitions)
-    return self:cogroup(other, numPartitions):flatMapValues(join_full)
+    return self:cogroup(other, numPartitions, "fullOuterJoin"):flatMapValues(join_full)
 end
 
 local function pair_true(x) return { x, true } end

@@ -8,6 +8,7 @@ local keys = require "streamhost.keys"
 local ship = require "streamhost.ship"
 local format = require "streamhost.format"
 local NULL = require "streamhost.null"
+local diagnose = require "streamhost.diagnose"
 
 local C = shffi.C
 local type, ipairs, error, select = type, ipairs, error, select
@@ -126,13 +127,19 @@ local function not_pair(rec)
     error("a key-value operation needs {key, value} records, got a " .. type(rec), 0)
 end
 
-local function nan_key()
-    error("NaN cannot be a key", 0)
+local function bad_key(rec)
+    local k = rec[1]
+    if k ~= k then error("NaN cannot be a key", 0) end
+    error("a key cannot be a " .. type(k), 0)
 end
+
+-- The types a key may have (composite keys are tables).
+local KEY_TYPES = { string = true, number = true, boolean = true, table = true, ["nil"] = true }
 
 -- Combines a stream of {k, v} records: create(v) for a key's first value, merge(c, v) after.
 -- Every key is added once, whatever create and merge return (nil included). bad(rec, why)
--- reports a record that cannot be combined (why: "pair" or "nan"); it must raise.
+-- reports a record that cannot be combined (why: "pair", or "key" for a NaN key or a key of
+-- another type than KEY_TYPES); it must raise.
 local function combiner(create, merge, bad)
     local m = new_keymap()
     local vals = m.vals
@@ -146,8 +153,8 @@ local function combiner(create, merge, bad)
             local c = vals[k]
             if c == nil then
                 if k ~= k then
-                    if bad then bad(rec, "nan") end
-                    nan_key()
+                    if bad then bad(rec, "key") end
+                    bad_key(rec)
                 end
                 c = create(rec[2])
                 if c == nil then c = HOLE end
@@ -159,6 +166,10 @@ local function combiner(create, merge, bad)
                 vals[k] = c
             end
             return
+        end
+        if not KEY_TYPES[type(k)] then
+            if bad then bad(rec, "key") end
+            bad_key(rec)
         end
         local c, s, composite = keymap_get(m, k)
         local was_new = c == nil
@@ -353,9 +364,18 @@ local function new_blob(records, n)
     return b
 end
 
+-- Encodes n records with encode(records, n); when they cannot be, raises an error naming the
+-- record, what in it cannot be encoded and the function that made it (see diagnose).
+local function encoded(encode, records, n, what, verb, plan)
+    local ok, res = pcall(encode, records, n)
+    if not ok then diagnose.encode_failure(what, verb, plan, records, n, res) end
+    return res
+end
+
 -- Results that hold records go back packed by codec: nil records and sh.null stay as they are.
 function sinks.collect(plan)
-    return codec.pack(gather(plan))
+    local arr, n = gather(plan)
+    return encoded(codec.pack, arr, n, "collect", "return", plan)
 end
 
 function sinks.count(plan)
@@ -365,8 +385,8 @@ function sinks.count(plan)
 end
 
 function sinks.store(plan)  -- cache: the partition as one blob, handed to the driver
-    local b = new_blob(gather(plan))  -- records and their number
-    return shffi.blob_to_number(b)
+    local arr, n = gather(plan)
+    return shffi.blob_to_number(encoded(new_blob, arr, n, "cache", "store", plan))
 end
 
 function sinks.fold(plan, sink)
@@ -395,7 +415,7 @@ function sinks.take(plan, sink)
         if n >= want then error(STOP, 0) end
     end)
     if not ok and err ~= STOP then error(err, 0) end
-    return codec.pack(arr, n)
+    return encoded(codec.pack, arr, n, "take", "return", plan)
 end
 
 function sinks.foreach(plan, sink)
@@ -411,7 +431,8 @@ function sinks.foreachPartition(plan, sink)
 end
 
 function sinks.countByValue(plan)
-    local m, add = combiner(identity, function(a, b) return a + b end)
+    local function bad(rec) diagnose.bad_key("countByValue", plan, rec) end
+    local m, add = combiner(identity, function(a, b) return a + b end, bad)
     run(plan, function(x) add({ x, 1 }) end)
     local out = {}
     keymap_each(m, function(k, v) out[#out + 1] = { k, v } end)
@@ -441,6 +462,11 @@ end
 -- The map side of a shuffle: records into sink.n buckets by key, combined where the
 -- aggregation allows; each non-empty bucket becomes a blob.
 function sinks.shuffle(plan, sink, part)
+    local what = sink.what or "a key-value operation"
+    local function bad(rec, why)
+        if why == "pair" then diagnose.not_pair(what, plan, rec) end
+        diagnose.bad_key(what, plan, rec)
+    end
     local n = sink.n
     local buckets, counts = {}, {}  -- counts: records a bucket holds (nil records leave holes)
     for i = 1, n do buckets[i], counts[i] = {}, 0 end
@@ -452,7 +478,7 @@ function sinks.shuffle(plan, sink, part)
         partitioner = function(k) return portable_hash(k) % n end
     end
     if sink.agg == "combine" then
-        local m, add = combiner(getfn(sink.createCombiner), getfn(sink.mergeValue))
+        local m, add = combiner(getfn(sink.createCombiner), getfn(sink.mergeValue), bad)
         run(plan, add)
         -- Flat pairs, not {k, c} tables: half the allocations on both sides of the shuffle.
         -- b[1] counts the pairs, since a nil key or combiner leaves a hole.
@@ -476,17 +502,31 @@ function sinks.shuffle(plan, sink, part)
         end)
     else
         run(plan, function(kv)
-            if type(kv) ~= "table" then
-                error("a key-value operation needs {key, value} records, got a " .. type(kv), 0)
-            end
-            local j = partitioner(kv[1]) + 1
+            if type(kv) ~= "table" then bad(kv, "pair") end
+            local k = kv[1]
+            if k ~= k or not KEY_TYPES[type(k)] then bad(kv, "key") end
+            local j = partitioner(k) + 1
             local c = counts[j] + 1
             buckets[j][c], counts[j] = kv, c
         end)
     end
     local out = {}
     for i = 1, n do
-        out[i] = counts[i] > 0 and shffi.blob_to_number(new_blob(buckets[i], counts[i])) or false
+        local b = buckets[i]
+        local ok, blob = false, nil
+        if counts[i] > 0 then ok, blob = pcall(new_blob, b, counts[i]) end
+        if ok then
+            out[i] = shffi.blob_to_number(blob)
+        elseif counts[i] == 0 then
+            out[i] = false
+        else
+            local records, nrec = b, counts[i]
+            if sink.agg == "combine" then  -- flat pairs: explain them as {key, value} records
+                records, nrec = {}, b[1]
+                for j = 1, nrec do records[j] = { b[2 * j], b[2 * j + 1] } end
+            end
+            diagnose.encode_failure(what, "shuffle", plan, records, nrec, blob)
+        end
     end
     return out
 end
@@ -499,10 +539,8 @@ local function execute(task)
     return sink(task.plan, task.sink, task.part)
 end
 
-local function traceback(e)
-    if type(e) ~= "string" then e = tostring(e) end
-    return debug.traceback(e, 2)
-end
+-- The error and the user's frames of its traceback, without streamhost's own.
+local traceback = diagnose.traceback
 
 -- Runs an encoded task; returns true and the encoded result, or false and the error.
 function M.run(payload)

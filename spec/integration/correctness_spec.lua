@@ -485,3 +485,136 @@ ssc:socketTextStream("127.0.0.1", 9)
         end
     end)
 end)
+
+describe("errors of bad records", function()
+    local sc
+    setup(function()
+        sc = helpers.sc()
+        sc:setCheckpointDir(helpers.tmpdir())
+    end)
+    before_each(helpers.stop_active)
+
+    local function at(f)
+        local info = debug.getinfo(f, "S")
+        return string.format("%s:%d", info.short_src, info.linedefined)
+    end
+
+    local function error_of(f)
+        local ok, err = pcall(f)
+        assert.is_false(ok)
+        return tostring(err)
+    end
+
+    local function has(text, part)
+        assert.is_truthy(text:find(part, 1, true), "expected to find:\n" .. part .. "\nin:\n" .. text)
+    end
+
+    local words = function() return sc:parallelize({ "hello", "world" }, 1) end
+    local function add(a, b) return a + b end
+
+    it("name the map function that returned w, 1 instead of {w, 1}, and how to fix it", function()
+        local function pair_up(w) return w, 1 end
+        local err = error_of(function() words():map(pair_up):reduceByKey(add):collect() end)
+        has(err, 'reduceByKey needs {key, value} records; the map function at ' .. at(pair_up) ..
+            ' returned a string ("hello") — return {w, 1}, not w, 1')
+    end)
+
+    it("name the operation and the function for groupByKey, joins and flatMap records", function()
+        local function bare(w) return w end
+        has(error_of(function() words():map(bare):groupByKey():collect() end),
+            'groupByKey needs {key, value} records; the map function at ' .. at(bare) ..
+            ' returned a string ("hello")')
+        local pairs_ = words():map(function(w) return { w, 1 } end)
+        has(error_of(function() pairs_:join(words():map(bare)):collect() end),
+            'join needs {key, value} records; the map function at ' .. at(bare))
+        local function numbers(w) return { #w, 7 } end
+        has(error_of(function() words():flatMap(numbers):partitionBy(2):collect() end),
+            'partitionBy needs {key, value} records; the flatMap function at ' .. at(numbers) ..
+            ' produced a number (5)')
+    end)
+
+    it("name the map function that made a NaN key", function()
+        local function nan_key(w) return { 0 / 0, w } end
+        has(error_of(function() words():map(nan_key):reduceByKey(add):collect() end),
+            'reduceByKey: NaN cannot be a key; the map function at ' .. at(nan_key) .. ' returned {0/0, "')
+        has(error_of(function() words():map(nan_key):groupByKey():collect() end),
+            'groupByKey: NaN cannot be a key; the map function at ' .. at(nan_key))
+    end)
+
+    it("name the map function whose value is nested too deep to encode", function()
+        local function deep(w)
+            local t = {}
+            local c = t
+            for _ = 1, 150 do c[1] = {}; c = c[1] end
+            return { w, t }
+        end
+        local err = error_of(function() words():map(deep):groupByKey():collect() end)
+        has(err, "groupByKey cannot shuffle a record that holds tables nested deeper than string.buffer's limit of 100 levels")
+        has(err, "the map function at " .. at(deep) .. ' returned {"')
+    end)
+
+    it("name the function whose record cannot be encoded, and what in it", function()
+        local function with_fn(w) return { w, print } end
+        has(error_of(function() words():map(with_fn):reduceByKey(function(a) return a end):collect() end),
+            "reduceByKey cannot shuffle a record that holds a function at [2]; the map function at " .. at(with_fn))
+        local function with_thread(w) return { w, coroutine.create(print) } end
+        has(error_of(function() words():map(with_thread):collect() end),
+            "collect cannot return a record that holds a thread at [2]; the map function at " .. at(with_thread))
+        local function fn(_) return print end
+        has(error_of(function() words():map(fn):cache():count() end),
+            "cache cannot store a record that is a function; the map function at " .. at(fn))
+    end)
+
+    it("name the function for updateStateByKey's input", function()
+        local function bare(x) return x end
+        local err = error_of(function()
+            helpers.run_stream({ { "a" } }, function(s)
+                return s:map(bare):updateStateByKey(function(vs, st) return (st or 0) + #vs end)
+            end, 1)
+        end)
+        has(err, 'updateStateByKey needs {key, value} records; the map function at ' .. at(bare))
+        local function to_fn(vs, st) return function() return vs, st end end
+        err = error_of(function()
+            helpers.run_stream({ { { "k", 1 } } }, function(s) return s:updateStateByKey(to_fn) end, 1)
+        end)
+        has(err, 'updateStateByKey cannot keep a record that holds a function at [2]; the update function at ' ..
+            at(to_fn) .. ' made {"k", function: ')
+    end)
+
+    it("keep the user's message and list only the user's frames of a worker error", function()
+        local function check(x)
+            if x == "world" then error("no world here") end
+            return x
+        end
+        local function mapper(x)
+            local y = check(x)
+            return y
+        end
+        local err = error_of(function() words():map(mapper):collect() end)
+        local msg_line = debug.getinfo(check, "S").linedefined + 1
+        local src = debug.getinfo(check, "S").short_src
+        has(err, string.format("%s:%d: no world here\nstack traceback:\n\t%s:%d: in function <%s>\n\t%s:%d: in function <%s>",
+            src, msg_line, src, msg_line, at(check), src, debug.getinfo(mapper, "S").linedefined + 1, at(mapper)))
+        assert.is_nil(err:find("streamhost/", 1, true), err)
+        assert.is_nil(err:find("[C]", 1, true), err)
+    end)
+
+    it("leave streamhost's frames out of a job's error output", function()
+        local _, err, ok = helpers.run_job([[
+local sh = require "streamhost"
+local sc = sh.SparkContext(nil, "t")
+local function check(w)
+    if w == "boom" then error("bad word " .. w) end
+    return w
+end
+local r = sc:parallelize({ "a", "boom" }, 2):map(function(w) return { check(w), 1 } end)
+print(#r:reduceByKey(function(a, b) return a + b end):collect())
+]])
+        assert.is_false(ok)
+        has(err, "job.lua:4: bad word boom\nstack traceback:\n\t")
+        has(err, "job.lua:4: in function <")
+        has(err, "job.lua:7: in function <")
+        has(err, "job.lua:8: in main chunk")
+        assert.is_nil(err:find("streamhost/", 1, true), err)
+    end)
+end)
