@@ -119,8 +119,8 @@ function SparkConf:_bytes(key, default, max, level)
     if v == nil then return default end
     local n = SparkConf.bytes(v)
     if n == nil or n < 1 or n > max then
-        error(string.format("%s must be a size from 1 to %d bytes (a whole number, or with a unit: 512k, 4m, 1g), got '%s'",
-            key, max, v), (level or 1) + 1)
+        error(string.format("%s must be a size from 1 to %d bytes (a whole number, or with a unit: "
+            .. "512k, 4m, 1g), got '%s'", key, max, v), (level or 1) + 1)
     end
     return n
 end

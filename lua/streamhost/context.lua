@@ -60,7 +60,8 @@ end
 
 setmetatable(SparkContext, {
     -- Not a tail call: new's errors name the caller's line.
-    __call = function(_, master, appName, sparkHome, pyFiles, environment, batchSize, serializer, conf) -- luacheck: ignore pyFiles batchSize serializer
+    -- pyFiles, batchSize and serializer have no meaning here (Lua functions ship themselves).
+    __call = function(_, master, appName, sparkHome, _pyFiles, environment, _batchSize, _serializer, conf)
         return (new(master, appName, sparkHome, environment, conf))
     end,
 })

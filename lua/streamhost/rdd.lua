@@ -255,7 +255,7 @@ function RDD:repartition(numPartitions)
 end
 
 -- {k, {vs of self}, {vs of other}...}: pyspark's cogroup, with arrays for the iterables.
-function RDD:cogroup(other, numPartitions, _what)
+function RDD:cogroup(other, numPartitions, what)
     local deps = { self }
     if getmetatable(other) == RDD then
         deps[2] = other
@@ -264,7 +264,7 @@ function RDD:cogroup(other, numPartitions, _what)
     end
     local n = numPartitions and default_partitions(self, numPartitions) or 0
     if n == 0 then for _, d in ipairs(deps) do n = math.max(n, d._n) end end
-    return shuffled(deps, math.max(n, 1), { agg = "none", what = _what or "cogroup" }, "cogroup")
+    return shuffled(deps, math.max(n, 1), { agg = "none", what = what or "cogroup" }, "cogroup")
 end
 
 -- cogroup's lists hold sh.null for a nil value; in a joined {v, w} it is nil again, as the

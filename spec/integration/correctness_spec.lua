@@ -480,7 +480,8 @@ local ssc = sh.StreamingContext(sc, 0.1)
 ssc:socketTextStream("127.0.0.1", 9)
 ]])
             assert.is_false(ok)
-            assert.matches("job%.lua:5: streamhost%.socket%.maxLineBytes must be a size from 1 to 1073741824 bytes", err)
+            assert.matches("job%.lua:5: streamhost%.socket%.maxLineBytes must be a size from 1 to 1073741824 bytes",
+                err)
             assert.is_truthy(err:find("got '" .. bad .. "'", 1, true))
         end
     end)
@@ -549,7 +550,8 @@ describe("errors of bad records", function()
             return { w, t }
         end
         local err = error_of(function() words():map(deep):groupByKey():collect() end)
-        has(err, "groupByKey cannot shuffle a record that holds tables nested deeper than string.buffer's limit of 100 levels")
+        has(err, "groupByKey cannot shuffle a record that holds tables nested deeper than " ..
+            "string.buffer's limit of 100 levels")
         has(err, "the map function at " .. at(deep) .. ' returned {"')
     end)
 
@@ -593,7 +595,8 @@ describe("errors of bad records", function()
         local err = error_of(function() words():map(mapper):collect() end)
         local msg_line = debug.getinfo(check, "S").linedefined + 1
         local src = debug.getinfo(check, "S").short_src
-        has(err, string.format("%s:%d: no world here\nstack traceback:\n\t%s:%d: in function <%s>\n\t%s:%d: in function <%s>",
+        has(err, string.format("%s:%d: no world here\nstack traceback:\n" ..
+            "\t%s:%d: in function <%s>\n\t%s:%d: in function <%s>",
             src, msg_line, src, msg_line, at(check), src, debug.getinfo(mapper, "S").linedefined + 1, at(mapper)))
         assert.is_nil(err:find("streamhost/", 1, true), err)
         assert.is_nil(err:find("[C]", 1, true), err)
