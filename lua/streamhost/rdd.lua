@@ -471,12 +471,17 @@ function RDD:isEmpty()
     return self._n == 0 or #self:take(1) == 0
 end
 
+-- The value of a fold or aggregate task's result (packed as one record).
+local function value_of(r)
+    return (codec.unpack(r.value))[1]
+end
+
 function RDD:reduce(f)
     local id = ship_fn(f, "reduce")
     local acc, have = nil, false
     for _, r in ipairs(scheduler.run_job(self, { kind = "fold", fn = id })) do
         if r.have then
-            if have then acc = f(acc, r.value) else acc, have = r.value, true end
+            if have then acc = f(acc, value_of(r)) else acc, have = value_of(r), true end
         end
     end
     if not have then error("Can not reduce() empty RDD", 2) end
@@ -487,7 +492,7 @@ function RDD:fold(zeroValue, op)
     local id = ship_fn(op, "fold")
     local acc = deep_copy(zeroValue)
     for _, r in ipairs(scheduler.run_job(self, { kind = "fold", fn = id, zero = zeroValue })) do
-        acc = op(acc, r.value)
+        acc = op(acc, value_of(r))
     end
     return acc
 end
@@ -497,7 +502,7 @@ function RDD:aggregate(zeroValue, seqOp, combOp)
     check_fn(combOp, "aggregate")
     local acc = deep_copy(zeroValue)
     for _, r in ipairs(scheduler.run_job(self, { kind = "aggregate", fn = id, zero = zeroValue })) do
-        acc = combOp(acc, r.value)
+        acc = combOp(acc, value_of(r))
     end
     return acc
 end
@@ -545,8 +550,9 @@ end
 -- {value = count} (pyspark returns a dict); composite values count by content.
 function RDD:countByValue()
     local m, add = require("streamhost.worker").combiner(identity, function(a, b) return a + b end)
-    for _, part in ipairs(scheduler.run_job(self, { kind = "countByValue" })) do
-        for _, vc in ipairs(part) do add(vc) end
+    for _, packed in ipairs(scheduler.run_job(self, { kind = "countByValue" })) do
+        local part, n = codec.unpack(packed)
+        for i = 1, n do add(part[i]) end
     end
     local out = {}
     require("streamhost.worker").keymap_each(m, function(v, c)

@@ -389,20 +389,25 @@ function sinks.store(plan)  -- cache: the partition as one blob, handed to the d
     return shffi.blob_to_number(encoded(new_blob, arr, n, "cache", "store", plan))
 end
 
+-- fold's and aggregate's value, packed like records (sh.null inside stays sh.null).
+local function packed_value(v, what, plan)
+    return encoded(codec.pack, { v }, 1, what, "return", plan)
+end
+
 function sinks.fold(plan, sink)
     local f = getfn(sink.fn)
     local acc, have = sink.zero, sink.zero ~= nil
     run(plan, function(x)
         if have then acc = f(acc, x) else acc, have = x, true end
     end)
-    return { have = have, value = acc }
+    return { have = have, value = packed_value(acc, "reduce", plan) }
 end
 
 function sinks.aggregate(plan, sink)  -- fold with a combining op per partition (seqOp)
     local f = getfn(sink.fn)
     local acc = sink.zero
     run(plan, function(x) acc = f(acc, x) end)
-    return { have = true, value = acc }
+    return { have = true, value = packed_value(acc, "aggregate", plan) }
 end
 
 local STOP = {}
@@ -436,7 +441,7 @@ function sinks.countByValue(plan)
     run(plan, function(x) add({ x, 1 }) end)
     local out = {}
     keymap_each(m, function(k, v) out[#out + 1] = { k, v } end)
-    return out
+    return encoded(codec.pack, out, #out, "countByValue", "return", plan)
 end
 
 -- Writes the partition as text lines to sink.dir/part-NNNNN.

@@ -144,6 +144,19 @@ describe("nil records (pyspark's None)", function()
         assert.are.same({ false, true, false, true }, r:map(is_nil):collect())
     end)
 
+    it("stay sh.null inside the values reduce and aggregate bring back", function()
+        local r = sc:parallelize({ 1, 2, 3, 4 }, 2):map(odd_or_nil)
+        local function concat(a, b)
+            for _, x in ipairs(b) do a[#a + 1] = x end
+            return a
+        end
+        local all = r:glom():reduce(concat)
+        assert.are.equal(4, #all)
+        assert.is_true(all[2] == NULL and all[4] == NULL)
+        local nils = r:aggregate(0, function(n, x) return x == nil and n + 1 or n end, function(a, b) return a + b end)
+        assert.are.equal(2, nils)
+    end)
+
     it("are counted by countByValue under sh.null", function()
         local counts = sc:parallelize({ 1, 2, 3, 4, 5 }, 2):map(odd_or_nil):countByValue()
         assert.are.equal(2, counts[NULL])
