@@ -232,8 +232,8 @@ describe("sh.TextServer", function()
     local C = require("streamhost.ffi").C
     before_each(helpers.stop_active)
 
-    -- Lines a socketTextStream receives from a TextServer at `rate` in about `seconds`, and the
-    -- time from just before the server started to the end of the stream.
+    -- Lines a socketTextStream receives from a TextServer at `rate` in about `seconds`, and how
+    -- long the server ran.
     local function received(rate, seconds)
         local t0 = C.sh_ffi_now()
         local server = sh.TextServer { text = "alpha\nbeta\ngamma\n", linesPerSecond = rate }
@@ -243,8 +243,9 @@ describe("sh.TextServer", function()
         ssc:start()
         ssc:awaitTerminationOrTimeout(seconds)
         server:stop()
+        local ran = C.sh_ffi_now() - t0
         ssc:stop(false, true)  -- gracefully: what arrived is counted
-        return total, C.sh_ffi_now() - t0
+        return total, ran
     end
 
     -- The expected count for the time that passed, with wide bounds (25..55 for 2 s at 20/s).
@@ -253,6 +254,11 @@ describe("sh.TextServer", function()
         assert.is_true(got >= want * 0.625 and got <= want * 1.375 + 1,
             string.format("%d lines in %.2f s at %g lines/s (expected about %d)", got, elapsed, rate, want))
     end
+
+    it("serves 1 line a second", function()
+        local got, elapsed = received(1, 2.5)
+        assert.is_true(got >= 1 and got <= elapsed + 1, string.format("%d lines in %.2f s at 1 line/s", got, elapsed))
+    end)
 
     it("serves 20 lines a second", function()
         local got, elapsed = received(20, 2)
