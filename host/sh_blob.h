@@ -18,7 +18,7 @@ typedef struct sh_blob_s {
     int32_t refs;     /* atomic */
     int32_t kind;     /* SH_BLOB_* */
     uint32_t reclen;  /* SH_BLOB_FIXED only */
-    uint32_t count;   /* number of records, when known (0 for ENCODED) */
+    uint32_t count;   /* number of records, when known (ENCODED: nil records included) */
     size_t len;       /* bytes used */
     size_t cap;       /* bytes allocated after the header */
     char data[];

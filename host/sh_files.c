@@ -1,10 +1,11 @@
-/* sh_files.c: directory listing and whole-file reads into blobs, for textFileStream,
- * binaryRecordsStream and SparkContext.textFile. */
+/* sh_files.c: directory listing, path globbing and whole-file reads into blobs, for
+ * textFileStream, binaryRecordsStream and SparkContext.textFile. */
 #include "sh_blob.h"
 #include "sh_common.h"
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <glob.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -25,6 +26,28 @@ static int cmp_names(const void *a, const void *b)
     return strcmp(*(char *const *) a, *(char *const *) b);
 }
 
+/* Packs n names into NUL-terminated names back to back in a new *out (free with sh_free), *len
+ * bytes in all. 0 or SH_ENOMEM. */
+static int pack_names(char *const *list, size_t n, char **out, size_t *len)
+{
+    size_t i, total = 0, off = 0;
+    char *p;
+
+    for (i = 0; i < n; i++)
+        total += strlen(list[i]) + 1;
+    p = sh_malloc(total);
+    if (p == NULL)
+        return SH_ENOMEM;
+    for (i = 0; i < n; i++) {
+        size_t l = strlen(list[i]) + 1;
+        memcpy(p + off, list[i], l);
+        off += l;
+    }
+    *out = p;
+    *len = total;
+    return 0;
+}
+
 /* Lists the regular files of `dir` whose names do not start with '.', sorted by name, as
  * NUL-terminated names back to back in *names (free with sh_ffi_free), *len bytes in all.
  * Returns the number of names, or -1 with *errmsg set (free with sh_ffi_free). */
@@ -32,8 +55,8 @@ SH_EXPORT int sh_ffi_dir_list(const char *dir, char **names, size_t *len, char *
 {
     DIR *d = opendir(dir);
     struct dirent *e;
-    char **list = NULL, *out = NULL, path[4096];
-    size_t n = 0, cap = 0, total = 0, i, off = 0;
+    char **list = NULL, path[4096];
+    size_t n = 0, cap = 0, i;
     int rc = -1;
 
     *names = NULL;
@@ -59,20 +82,12 @@ SH_EXPORT int sh_ffi_dir_list(const char *dir, char **names, size_t *len, char *
         }
         if ((list[n] = sh__strdup(e->d_name)) == NULL)
             goto out;
-        total += strlen(list[n++]) + 1;
+        n++;
     }
     if (n > 1)  /* list is NULL for an empty directory, which qsort must not be given */
         qsort(list, n, sizeof(*list), cmp_names);
-    out = sh_malloc(total);
-    if (out == NULL)
+    if (pack_names(list, n, names, len) != 0)
         goto out;
-    for (i = 0; i < n; i++) {
-        size_t l = strlen(list[i]) + 1;
-        memcpy(out + off, list[i], l);
-        off += l;
-    }
-    *names = out;
-    *len = total;
     rc = (int) n;
 out:
     if (rc < 0)
@@ -81,6 +96,51 @@ out:
         sh_free(list[i]);
     sh_free(list);
     closedir(d);
+    return rc;
+}
+
+/* What `path` names: 2 a directory, 1 anything else that exists, 0 nothing (or nothing this
+ * process may see). */
+SH_EXPORT int sh_ffi_path_kind(const char *path)
+{
+    struct stat st;
+
+    if (stat(path, &st) != 0)
+        return 0;
+    return S_ISDIR(st.st_mode) ? 2 : 1;
+}
+
+/* The paths that match the shell pattern `pattern` (`*`, `?`, `[...]`, `{a,b}`; a leading dot
+ * only matches a dot), sorted, as NUL-terminated paths back to back in *names (free with
+ * sh_ffi_free), *len bytes in all. Returns their number (0 when nothing matches), or -1 with
+ * *errmsg set (free with sh_ffi_free). */
+SH_EXPORT int sh_ffi_glob(const char *pattern, char **names, size_t *len, char **errmsg)
+{
+    glob_t g;
+    int rc;
+
+    *names = NULL;
+    *len = 0;
+    *errmsg = NULL;
+    memset(&g, 0, sizeof g);
+    rc = glob(pattern, GLOB_BRACE, NULL, &g);
+    if (rc == GLOB_NOMATCH) {
+        globfree(&g);
+        return 0;
+    }
+    if (rc != 0) {
+        globfree(&g);
+        *errmsg = rc == GLOB_NOSPACE ? sh__strdup("out of memory matching a path pattern")
+                                     : errorf("cannot read the directories of", pattern, errno);
+        return -1;
+    }
+    if (pack_names(g.gl_pathv, g.gl_pathc, names, len) != 0) {
+        globfree(&g);
+        *errmsg = sh__strdup("out of memory matching a path pattern");
+        return -1;
+    }
+    rc = (int) g.gl_pathc;
+    globfree(&g);
     return rc;
 }
 

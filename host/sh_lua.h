@@ -5,7 +5,8 @@
 #include <lua.h>
 
 /* A new state with the standard libraries and package.path/cpath set so that `require
- * "streamhost"` finds the modules under `lua_dir`. NULL on allocation failure. */
+ * "streamhost"` finds the modules under `lua_dir`, and math.random seeded anew: differently in
+ * every run and for every state of the process. NULL on allocation failure. Any thread. */
 lua_State *sh__lua_new(const char *lua_dir);
 
 /* lua_pcall with a traceback handler. On error pops the message and, when `errmsg` is not NULL,

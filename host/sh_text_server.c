@@ -9,6 +9,8 @@
 
 #define SH_EXPORT __attribute__((visibility("default")))
 #define MAX_BACKLOG (1u << 20)  /* a client this far behind is skipped until it catches up */
+#define MIN_TICK_MS 10          /* the tick: one line's interval, within these bounds */
+#define MAX_TICK_MS 100
 
 typedef struct client_s {
     uv_tcp_t tcp;
@@ -16,12 +18,30 @@ typedef struct client_s {
     struct sh_text_server_s *server;
 } client_t;
 
+/* The bytes of one tick when its lines wrap around the text: shared by every client's write,
+ * freed when the last write completes. */
+typedef struct {
+    int refs;
+    char data[];
+} chunk_t;
+
+typedef struct {
+    uv_write_t req;
+    client_t *client;
+    chunk_t *chunk;    /* NULL when the write points into the text itself */
+} write_t;
+
 typedef struct sh_text_server_s {
     uv_tcp_t listener;
     uv_timer_t tick;
     char *text;        /* the lines, each ending in '\n' */
-    size_t len, pos;   /* pos: where the next tick's lines start */
-    int lines_per_tick;
+    size_t len;
+    size_t *starts;    /* starts[i]: offset of line i; starts[nlines] == len */
+    size_t nlines;
+    size_t next;       /* the next line to send */
+    double rate;       /* lines per second */
+    uint64_t start_ns; /* when the clock of the rate started (uv_hrtime) */
+    uint64_t due;      /* lines sent (or skipped while nobody listened) since start_ns */
     client_t *clients;
     int open_handles;  /* freed when the last close callback has run */
     int closing;
@@ -31,6 +51,7 @@ static void release(sh_text_server_t *s)
 {
     if (--s->open_handles == 0) {
         sh_free(s->text);
+        sh_free(s->starts);
         sh_free(s);
     }
 }
@@ -62,11 +83,19 @@ static void drop_client(sh_text_server_t *s, client_t *c)
     uv_close((uv_handle_t *) &c->tcp, on_client_closed);
 }
 
+static void chunk_release(chunk_t *chunk)
+{
+    if (chunk != NULL && --chunk->refs == 0)
+        sh_free(chunk);
+}
+
 static void on_written(uv_write_t *req, int status)
 {
-    client_t *c = req->data;
+    write_t *w = (write_t *) req;
+    client_t *c = w->client;
 
-    sh_free(req);
+    chunk_release(w->chunk);
+    sh_free(w);
     if (status < 0 && status != UV_ECANCELED && !c->server->closing && !uv_is_closing((uv_handle_t *) &c->tcp))
         drop_client(c->server, c);  /* the client went away */
 }
@@ -110,52 +139,128 @@ static void on_connection(uv_stream_t *listener, int status)
     uv_read_start((uv_stream_t *) &c->tcp, on_alloc, on_client_read);
 }
 
-/* Sends the next lines_per_tick lines (wrapping around) to every client. */
+/* The bytes of n lines from line `first` on, wrapping around the text as often as needed:
+ * a pointer into the text when they do not wrap (*chunk NULL), else a new chunk (one
+ * reference, the caller's). NULL when out of memory. */
+static const char *lines_bytes(sh_text_server_t *s, size_t first, uint64_t n, size_t *len,
+                               chunk_t **chunk)
+{
+    size_t pos = 0, at = first;
+    uint64_t left = n;
+    chunk_t *c;
+
+    *chunk = NULL;
+    if (n <= s->nlines - first) {
+        *len = s->starts[first + n] - s->starts[first];
+        return s->text + s->starts[first];
+    }
+    *len = (size_t) (s->len - s->starts[first]);      /* to the end of the text */
+    left -= s->nlines - first;
+    *len += (size_t) (left / s->nlines) * s->len;     /* whole rounds */
+    *len += s->starts[left % s->nlines];              /* the start of the text */
+    c = sh_malloc(sizeof(*c) + *len);
+    if (c == NULL)
+        return NULL;
+    c->refs = 1;
+    left = n;
+    while (left > 0) {
+        size_t take = left < s->nlines - at ? (size_t) left : s->nlines - at;
+        size_t bytes = s->starts[at + take] - s->starts[at];
+
+        memcpy(c->data + pos, s->text + s->starts[at], bytes);
+        pos += bytes;
+        left -= take;
+        at = (at + take) % s->nlines;
+    }
+    *chunk = c;
+    return c->data;
+}
+
+/* Sends every client the lines that are due by now at the server's rate (wrapping around the
+ * text). A loop that was held up catches up by at most one second of lines; the rest is
+ * skipped, as it is when no client listens. */
 static void on_tick(uv_timer_t *t)
 {
     sh_text_server_t *s = t->data;
-    size_t start = s->pos, end = s->pos;
-    int i;
+    double elapsed = (double) (uv_hrtime() - s->start_ns) / 1e9;
+    uint64_t due = (uint64_t) (elapsed * s->rate), n, burst;
+    const char *bytes;
+    size_t len, first = s->next;
+    chunk_t *chunk;
     client_t *c;
 
-    for (i = 0; i < s->lines_per_tick; i++) {
-        const char *nl = memchr(s->text + end, '\n', s->len - end);
-        end = (size_t) (nl - s->text) + 1;
-        if (end >= s->len)
-            break;
+    if (due <= s->due)
+        return;
+    n = due - s->due;
+    s->due = due;
+    burst = s->rate < 1 ? 1 : (uint64_t) s->rate;
+    if (n > burst) {
+        first = (size_t) ((first + (n - burst)) % s->nlines);
+        n = burst;
     }
-    s->pos = end >= s->len ? 0 : end;
+    s->next = (size_t) ((first + n) % s->nlines);
+    if (s->clients == NULL)
+        return;
+    bytes = lines_bytes(s, first, n, &len, &chunk);
+    if (bytes == NULL)
+        return;  /* out of memory: this tick's lines are skipped */
     for (c = s->clients; c; c = c->next) {
-        uv_write_t *req;
-        uv_buf_t buf = uv_buf_init(s->text + start, (unsigned) (end - start));
+        write_t *w;
+        uv_buf_t buf = uv_buf_init((char *) bytes, (unsigned) len);
 
         if (c->tcp.write_queue_size > MAX_BACKLOG)
             continue;
-        req = sh_malloc(sizeof(*req));
-        if (req == NULL)
+        w = sh_malloc(sizeof(*w));
+        if (w == NULL)
             continue;
-        req->data = c;
-        if (uv_write(req, (uv_stream_t *) &c->tcp, &buf, 1, on_written) != 0)
-            sh_free(req);
+        w->client = c;
+        w->chunk = chunk;
+        if (uv_write(&w->req, (uv_stream_t *) &c->tcp, &buf, 1, on_written) != 0) {
+            sh_free(w);
+            continue;
+        }
+        if (chunk != NULL)
+            chunk->refs++;
     }
+    chunk_release(chunk);
+}
+
+/* Indexes the lines of s->text: starts[i] is where line i begins. 0 or SH_ENOMEM. */
+static int index_lines(sh_text_server_t *s)
+{
+    size_t i, n = 0;
+
+    for (i = 0; i < s->len; i++)
+        n += s->text[i] == '\n';
+    s->starts = sh_malloc((n + 1) * sizeof(*s->starts));
+    if (s->starts == NULL)
+        return SH_ENOMEM;
+    s->nlines = n;
+    s->starts[0] = 0;
+    for (i = 0, n = 0; i < s->len; i++)
+        if (s->text[i] == '\n')
+            s->starts[++n] = i + 1;
+    return 0;
 }
 
 /* Serves `text` (copied; a missing final '\n' is added) on 127.0.0.1:port (0 = any free port,
- * stored in *bound_port), lines_per_tick lines every tick_ms. NULL with *errmsg (free with
- * sh_ffi_free) on failure. Driver thread; stop with sh_ffi_text_server_stop(). */
+ * stored in *bound_port), lines_per_second lines a second (any rate above 0; fractions
+ * allowed) to every client, from the first line on, round and round. NULL with *errmsg (free
+ * with sh_ffi_free) on failure. Driver thread; stop with sh_ffi_text_server_stop(). */
 SH_EXPORT sh_text_server_t *sh_ffi_text_server_start(sh_host_t *h, const char *text, size_t len,
-                                                     int lines_per_tick, int tick_ms, int port,
+                                                     double lines_per_second, int port,
                                                      int *bound_port, char **errmsg)
 {
     sh_text_server_t *s;
     struct sockaddr_in addr;
     struct sockaddr_storage name;
     int namelen = sizeof(name), err;
+    uint64_t tick_ms;
     char buf[256];
 
     *errmsg = NULL;
-    if (len == 0 || lines_per_tick < 1 || tick_ms < 1) {
-        *errmsg = sh__strdup("the text server needs some text, lines per tick >= 1 and a tick >= 1 ms");
+    if (len == 0 || !(lines_per_second > 0 && lines_per_second <= 1e9)) {
+        *errmsg = sh__strdup("the text server needs some text and a rate above 0 lines a second");
         return NULL;
     }
     s = sh_calloc(1, sizeof(*s));
@@ -168,7 +273,13 @@ SH_EXPORT sh_text_server_t *sh_ffi_text_server_start(sh_host_t *h, const char *t
     if (text[len - 1] != '\n')
         s->text[len++] = '\n';
     s->len = len;
-    s->lines_per_tick = lines_per_tick;
+    if (index_lines(s) != 0) {
+        sh_free(s->text);
+        sh_free(s);
+        *errmsg = sh__strdup("out of memory");
+        return NULL;
+    }
+    s->rate = lines_per_second;
     uv_tcp_init(h->loop, &s->listener);
     uv_timer_init(h->loop, &s->tick);
     s->listener.data = s->tick.data = s;
@@ -188,7 +299,14 @@ SH_EXPORT sh_text_server_t *sh_ffi_text_server_start(sh_host_t *h, const char *t
         return NULL;
     }
     *bound_port = ntohs(((struct sockaddr_in *) &name)->sin_port);
-    uv_timer_start(&s->tick, on_tick, (uint64_t) tick_ms, (uint64_t) tick_ms);
+    /* About one line a tick at low rates; at high rates a tick's lines go out in one write. */
+    tick_ms = (uint64_t) (1000.0 / lines_per_second);
+    if (tick_ms < MIN_TICK_MS)
+        tick_ms = MIN_TICK_MS;
+    if (tick_ms > MAX_TICK_MS)
+        tick_ms = MAX_TICK_MS;
+    s->start_ns = uv_hrtime();
+    uv_timer_start(&s->tick, on_tick, tick_ms, tick_ms);
     return s;
 }
 

@@ -88,6 +88,15 @@ function M.read_file(path)
     return s
 end
 
+-- Runs tasks whose sink is "collect" through the scheduler; returns each task's records (an
+-- array per task; collect results travel packed with their record count).
+function M.run_collect_tasks(sc, tasks)
+    local codec = require "streamhost.codec"
+    local res = require("streamhost.scheduler").run_tasks(sc, tasks)
+    for i, r in ipairs(res) do res[i] = (codec.unpack(r)) end
+    return res
+end
+
 -- Waits `seconds` while the host's loop keeps turning (receivers read, batches run).
 function M.sleep(seconds)
     require("streamhost.loop").sleep(seconds)

@@ -11,23 +11,55 @@ ffi.cdef [[ void *memchr(const void *s, int c, size_t n); ]]
 
 local M = {}
 
-local enc = buffer.new()
-local dec = buffer.new()
+-- Records keep sh.null (the placeholder of a nil record) through encoding: its metatable is
+-- registered, so a decoded copy has it too. Arrays of records may hold nil records (holes):
+-- their record count travels beside them (a blob's count, a packed array's n).
+local NULL_MT = getmetatable(require "streamhost.null")
+local OPTIONS = { metatable = { NULL_MT } }
+local enc = buffer.new(OPTIONS)
+local dec = buffer.new(OPTIONS)
 
+-- Task descriptions: plain string.buffer, as the worker's entry point decodes them.
 function M.encode(v)
     return buffer.encode(v)
 end
 
-function M.decode(s)
-    return buffer.decode(s)
+-- Decodes what encode, pack or a worker's result made.
+local function decode(s)
+    dec:set(s)
+    local v = dec:decode()
+    dec:reset()
+    return v
+end
+M.decode = decode
+
+-- An array of n records (nil records included) as a string; unpack gives arr, n back.
+function M.pack(arr, n)
+    enc:reset()
+    arr.n = n
+    local ok, err = pcall(enc.encode, enc, arr)
+    arr.n = nil
+    if not ok then enc:reset(); error(err, 0) end
+    local s = enc:tostring()
+    enc:reset()
+    return s
 end
 
--- A new blob (owned by the returned cdata) holding the encoded array `records`.
-function M.blob_of(records)
+function M.unpack(s)
+    local arr = decode(s)
+    local n = arr.n
+    arr.n = nil
+    return arr, n
+end
+
+-- A new blob (owned by the returned cdata) holding the encoded array `records` of n records
+-- (default #records; pass n when nil records may leave holes).
+function M.blob_of(records, n)
     enc:reset()
-    enc:encode(records)
+    local ok, err = pcall(enc.encode, enc, records)
+    if not ok then enc:reset(); error(err, 0) end
     local p, len = enc:ref()
-    local b = C.sh_ffi_blob_new(BLOB_ENCODED, p, len, 0, #records)
+    local b = C.sh_ffi_blob_new(BLOB_ENCODED, p, len, 0, n or #records)
     enc:reset()
     if b == nil then error("out of memory encoding a partition", 2) end
     return shffi.own_blob(b)
@@ -51,7 +83,7 @@ function M.each(b, emit, from, to)
     local kind = b.kind
     if kind == BLOB_ENCODED then
         local arr = decode_blob(b)
-        for i = 1, #arr do emit(arr[i]) end
+        for i = 1, tonumber(b.count) do emit(arr[i]) end
     elseif kind == BLOB_LINES then
         -- A run of lines first, then the records: two flat loops trace far better than
         -- emit()'s nested pipeline inside the memchr loop (whose exits fell back to the

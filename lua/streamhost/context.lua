@@ -2,6 +2,8 @@
 local ffi = require "ffi"
 local shffi = require "streamhost.ffi"
 local codec = require "streamhost.codec"
+local NULL = require "streamhost.null"
+local SparkConf = require "streamhost.conf"
 
 local C = shffi.C
 
@@ -18,7 +20,10 @@ local function parse_master(master)
     error("invalid master '" .. tostring(master) .. "': expected local, local[N] or local[*]", 4)
 end
 
-local function new(master, appName)
+-- SparkContext(master, appName, sparkHome, pyFiles, environment, batchSize, serializer, conf),
+-- pyspark's arguments in pyspark's order. The positional master and appName win over conf's
+-- spark.master and spark.app.name; without either, the host's --master and "streamhost".
+local function new(master, appName, sparkHome, environment, conf)
     local host = shffi.host()
     if host == nil then
         error("streamhost jobs run inside the streamhost host (host/streamhost JOB.lua)", 3)
@@ -27,10 +32,23 @@ local function new(master, appName)
         error(string.format("Cannot run multiple SparkContexts at once; existing SparkContext(app=%s, master=%s)",
             tostring(active.appName), tostring(active.master)), 3)
     end
-    master = master or ffi.string(C.sh_ffi_master(host))
+    if conf ~= nil and getmetatable(conf) ~= SparkConf then
+        error("SparkContext expects a SparkConf as its conf (the 8th argument), got " .. type(conf), 3)
+    end
+    local settings = SparkConf():setAll(conf and conf:getAll() or {})
+    if master ~= nil then settings:setMaster(master) end
+    if appName ~= nil then settings:setAppName(appName) end
+    if sparkHome ~= nil then settings:setSparkHome(sparkHome) end
+    if type(environment) == "table" then
+        for k, v in pairs(environment) do settings:setExecutorEnv(k, v) end
+    end
+    settings:setIfMissing("spark.master", ffi.string(C.sh_ffi_master(host)))
+    settings:setIfMissing("spark.app.name", "streamhost")
+    master = settings:get("spark.master")
     local sc = setmetatable({
         master = master,
-        appName = appName or "streamhost",
+        appName = settings:get("spark.app.name"),
+        _conf = settings,
         _host = host,
         _stopped = false,
         _next_rdd = 0,
@@ -42,12 +60,27 @@ end
 
 setmetatable(SparkContext, {
     -- Not a tail call: new's errors name the caller's line.
-    __call = function(_, master, appName) return (new(master, appName)) end,
+    -- pyFiles, batchSize and serializer have no meaning here (Lua functions ship themselves).
+    __call = function(_, master, appName, sparkHome, _pyFiles, environment, _batchSize, _serializer, conf)
+        return (new(master, appName, sparkHome, environment, conf))
+    end,
 })
 
--- The active SparkContext, or a new one with the host's master.
-function SparkContext.getOrCreate()
-    return active or new(nil, nil)
+-- The active SparkContext, or a new one with conf (the host's master when conf has none).
+function SparkContext.getOrCreate(conf)
+    return active or (new(nil, nil, nil, nil, conf))
+end
+
+-- A copy of the context's settings (spark.master and spark.app.name included).
+function SparkContext:getConf()
+    return SparkConf():setAll(self._conf:getAll())
+end
+
+-- The setting `key` as a size in bytes (1..max), default when unset; when it is not one, raises
+-- an error naming the setting at `level` as error() counts it from the caller.
+function SparkContext:_conf_bytes(key, default, max, level)
+    local n = self._conf:_bytes(key, default, max, (level or 1) + 1)
+    return n  -- not a tail call: the levels count this frame
 end
 
 function SparkContext._active()
@@ -98,9 +131,14 @@ function SparkContext:parallelize(list, numSlices)
     local parts = {}
     for i = 0, numSlices - 1 do
         local from, to = math.floor(i * n / numSlices) + 1, math.floor((i + 1) * n / numSlices)
-        local slice = {}
-        for j = from, to do slice[#slice + 1] = list[j] end
-        parts[i + 1] = n > 0 and { codec.blob_of(slice) } or {}
+        local slice, m = {}, 0
+        for j = from, to do
+            local x = list[j]
+            if x == NULL then x = nil end  -- sh.null in the list is a nil record
+            m = m + 1
+            slice[m] = x
+        end
+        parts[i + 1] = n > 0 and { codec.blob_of(slice, m) } or {}
     end
     return require("streamhost.rdd").from_blobs(self, parts)
 end
@@ -109,13 +147,19 @@ function SparkContext:emptyRDD()
     return require("streamhost.rdd").from_blobs(self, {})
 end
 
--- The lines of a file, or of every file of a directory (one partition per file).
+-- The lines of the files a path names (one partition per file): a file, a directory, a glob
+-- (dir/*.txt, dir/part-*, {a,b}) or a comma-separated list of those, as in Spark.
 function SparkContext:textFile(path, minPartitions) -- luacheck: ignore minPartitions
     self:_check_active()
     local files = require("streamhost.files")
-    local paths = files.expand(path)
+    local ok, paths = pcall(files.input_files, path, "textFile")
+    if not ok then error(paths, 2) end
     local parts = {}
-    for i, p in ipairs(paths) do parts[i] = { files.read_lines(p) } end
+    for i, p in ipairs(paths) do
+        local read, blob = pcall(files.read_lines, p)
+        if not read then error("textFile: " .. tostring(blob), 2) end
+        parts[i] = { blob }
+    end
     return require("streamhost.rdd").from_blobs(self, parts)
 end
 

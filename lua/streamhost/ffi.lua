@@ -65,6 +65,8 @@ uint32_t sh_ffi_hash_bytes(const char *s, size_t len, uint32_t seed);
 uint32_t sh_ffi_hash_number(double x, uint32_t seed);
 
 int sh_ffi_dir_list(const char *dir, char **names, size_t *len, char **errmsg);
+int sh_ffi_path_kind(const char *path);
+int sh_ffi_glob(const char *pattern, char **names, size_t *len, char **errmsg);
 sh_blob_t *sh_ffi_file_read_lines(const char *path, char **errmsg);
 sh_blob_t *sh_ffi_file_read_fixed(const char *path, uint32_t reclen, size_t *leftover, char **errmsg);
 
@@ -75,7 +77,7 @@ void sh_ffi_recv_close(sh_recv_t *r);
 
 typedef struct sh_text_server_s sh_text_server_t;
 sh_text_server_t *sh_ffi_text_server_start(sh_host_t *h, const char *text, size_t len,
-                                           int lines_per_tick, int tick_ms, int port,
+                                           double lines_per_second, int port,
                                            int *bound_port, char **errmsg);
 void sh_ffi_text_server_stop(sh_text_server_t *s);
 ]]

@@ -1,5 +1,6 @@
 -- streamhost.format: records as Lua literals (pprint, saveAsTextFiles) and batch times as text.
 local keys = require "streamhost.keys"
+local NULL_MT = getmetatable(require "streamhost.null")
 
 local type, tostring, format, concat = type, tostring, string.format, table.concat
 local floor, huge = math.floor, math.huge
@@ -50,7 +51,10 @@ literal = function(v, seen)
     local t = type(v)
     if t == "string" then return format("%q", v):gsub("\\\n", "\\n") end
     if t == "number" then return number_literal(v) end
-    if t == "table" then return table_literal(v, seen or {}) end
+    if t == "table" then
+        if getmetatable(v) == NULL_MT then return "nil" end  -- sh.null, a nil record or value
+        return table_literal(v, seen or {})
+    end
     return tostring(v)
 end
 

@@ -7,6 +7,8 @@ local sh = {
     _VERSION = "0.1.0",
     portable_hash = keys.portable_hash,
     StorageLevel = require "streamhost.storage",
+    -- The placeholder of a nil record in arrays of records (collect, parallelize, ...).
+    null = require "streamhost.null",
 }
 
 function sh.utf8_decoder(s)
@@ -21,6 +23,7 @@ end
 
 local lazy = {
     SparkContext = function() return require "streamhost.context" end,
+    SparkConf = function() return require "streamhost.conf" end,
     StreamingContext = function() return require("streamhost.streaming").StreamingContext end,
     StreamingListener = function() return require("streamhost.listener").StreamingListener end,
     RDD = function() return require("streamhost.rdd").RDD end,

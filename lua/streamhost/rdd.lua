@@ -4,6 +4,8 @@ local ship = require "streamhost.ship"
 local keys = require "streamhost.keys"
 local scheduler = require "streamhost.scheduler"
 local shffi = require "streamhost.ffi"
+local codec = require "streamhost.codec"
+local NULL = require "streamhost.null"
 
 local type, error, ipairs, setmetatable = type, error, ipairs, setmetatable
 
@@ -201,15 +203,22 @@ local function partition_fn(partitionFunc)
     return ship_fn(partitionFunc, "partitionFunc", 3)
 end
 
-function RDD:combineByKey(createCombiner, mergeValue, mergeCombiners, numPartitions, partitionFunc)
+-- combineByKey, named `what` in the errors of bad records (reduceByKey, foldByKey...).
+local function combine_by_key(self, what, createCombiner, mergeValue, mergeCombiners, numPartitions,
+                              partitionFunc)
     local n = default_partitions(self, numPartitions)
     local merge_id = ship_fn(mergeCombiners, "combineByKey (mergeCombiners)")
     return shuffled({ self }, n, {
-        agg = "combine",
+        agg = "combine", what = what,
         createCombiner = ship_fn(createCombiner, "combineByKey (createCombiner)"),
         mergeValue = ship_fn(mergeValue, "combineByKey (mergeValue)"),
         partitionFunc = partition_fn(partitionFunc),
     }, "combine", merge_id)
+end
+
+function RDD:combineByKey(createCombiner, mergeValue, mergeCombiners, numPartitions, partitionFunc)
+    return combine_by_key(self, "combineByKey", createCombiner, mergeValue, mergeCombiners,
+        numPartitions, partitionFunc)
 end
 
 local function identity(x) return x end
@@ -236,7 +245,7 @@ end
 
 function RDD:reduceByKey(func, numPartitions, partitionFunc)
     check_fn(func, "reduceByKey")
-    return self:combineByKey(identity, func, func, numPartitions, partitionFunc)
+    return combine_by_key(self, "reduceByKey", identity, func, func, numPartitions, partitionFunc)
 end
 
 local function deep_copy(v)
@@ -249,26 +258,30 @@ end
 function RDD:foldByKey(zeroValue, func, numPartitions, partitionFunc)
     check_fn(func, "foldByKey")
     local function create(v) return func(deep_copy(zeroValue), v) end
-    return self:combineByKey(create, func, func, numPartitions, partitionFunc)
+    return combine_by_key(self, "foldByKey", create, func, func, numPartitions, partitionFunc)
 end
 
 function RDD:groupByKey(numPartitions, partitionFunc)
     local n = default_partitions(self, numPartitions)
-    return shuffled({ self }, n, { agg = "none", partitionFunc = partition_fn(partitionFunc) }, "group")
+    return shuffled({ self }, n, { agg = "none", what = "groupByKey", partitionFunc = partition_fn(partitionFunc) },
+        "group")
 end
 
 function RDD:partitionBy(numPartitions, partitionFunc)
     local n = default_partitions(self, numPartitions)
-    return shuffled({ self }, n, { agg = "none", partitionFunc = partition_fn(partitionFunc) }, "none")
+    -- updateStateByKey partitions its input with partitionBy: errors of bad records say so.
+    local caller = debug.getinfo(2, "S")
+    local what = caller and caller.source:find("/streamhost/state%.lua$") and "updateStateByKey" or "partitionBy"
+    return shuffled({ self }, n, { agg = "none", what = what, partitionFunc = partition_fn(partitionFunc) }, "none")
 end
 
 function RDD:repartition(numPartitions)
     local n = default_partitions(self, numPartitions)
-    return shuffled({ self }, n, { agg = "roundrobin" }, "none")
+    return shuffled({ self }, n, { agg = "roundrobin", what = "repartition" }, "none")
 end
 
 -- {k, {vs of self}, {vs of other}...}: pyspark's cogroup, with arrays for the iterables.
-function RDD:cogroup(other, numPartitions)
+function RDD:cogroup(other, numPartitions, what)
     local deps = { self }
     if getmetatable(other) == RDD then
         deps[2] = other
@@ -277,20 +290,27 @@ function RDD:cogroup(other, numPartitions)
     end
     local n = numPartitions and default_partitions(self, numPartitions) or 0
     if n == 0 then for _, d in ipairs(deps) do n = math.max(n, d._n) end end
-    return shuffled(deps, math.max(n, 1), { agg = "none" }, "cogroup")
+    return shuffled(deps, math.max(n, 1), { agg = "none", what = what or "cogroup" }, "cogroup")
+end
+
+-- cogroup's lists hold sh.null for a nil value; in a joined {v, w} it is nil again, as the
+-- missing side of an outer join is.
+local function value(x)
+    if x == NULL then return nil end
+    return x
 end
 
 local function join_inner(g)
     local out, a, b = {}, g[1], g[2]
-    for i = 1, #a do for j = 1, #b do out[#out + 1] = { a[i], b[j] } end end
+    for i = 1, #a do for j = 1, #b do out[#out + 1] = { value(a[i]), value(b[j]) } end end
     return out
 end
 
 local function join_left(g)
     local out, a, b = {}, g[1], g[2]
     for i = 1, #a do
-        if #b == 0 then out[#out + 1] = { a[i], nil } end
-        for j = 1, #b do out[#out + 1] = { a[i], b[j] } end
+        if #b == 0 then out[#out + 1] = { value(a[i]), nil } end
+        for j = 1, #b do out[#out + 1] = { value(a[i]), value(b[j]) } end
     end
     return out
 end
@@ -298,8 +318,8 @@ end
 local function join_right(g)
     local out, a, b = {}, g[1], g[2]
     for j = 1, #b do
-        if #a == 0 then out[#out + 1] = { nil, b[j] } end
-        for i = 1, #a do out[#out + 1] = { a[i], b[j] } end
+        if #a == 0 then out[#out + 1] = { nil, value(b[j]) } end
+        for i = 1, #a do out[#out + 1] = { value(a[i]), value(b[j]) } end
     end
     return out
 end
@@ -307,29 +327,29 @@ end
 local function join_full(g)
     local out, a, b = {}, g[1], g[2]
     if #a == 0 then
-        for j = 1, #b do out[#out + 1] = { nil, b[j] } end
+        for j = 1, #b do out[#out + 1] = { nil, value(b[j]) } end
     elseif #b == 0 then
-        for i = 1, #a do out[#out + 1] = { a[i], nil } end
+        for i = 1, #a do out[#out + 1] = { value(a[i]), nil } end
     else
-        for i = 1, #a do for j = 1, #b do out[#out + 1] = { a[i], b[j] } end end
+        for i = 1, #a do for j = 1, #b do out[#out + 1] = { value(a[i]), value(b[j]) } end end
     end
     return out
 end
 
 function RDD:join(other, numPartitions)
-    return self:cogroup(other, numPartitions):flatMapValues(join_inner)
+    return self:cogroup(other, numPartitions, "join"):flatMapValues(join_inner)
 end
 
 function RDD:leftOuterJoin(other, numPartitions)
-    return self:cogroup(other, numPartitions):flatMapValues(join_left)
+    return self:cogroup(other, numPartitions, "leftOuterJoin"):flatMapValues(join_left)
 end
 
 function RDD:rightOuterJoin(other, numPartitions)
-    return self:cogroup(other, numPartitions):flatMapValues(join_right)
+    return self:cogroup(other, numPartitions, "rightOuterJoin"):flatMapValues(join_right)
 end
 
 function RDD:fullOuterJoin(other, numPartitions)
-    return self:cogroup(other, numPartitions):flatMapValues(join_full)
+    return self:cogroup(other, numPartitions, "fullOuterJoin"):flatMapValues(join_full)
 end
 
 local function pair_true(x) return { x, true } end
@@ -383,7 +403,11 @@ function RDD:sortBy(keyfunc, ascending, numPartitions)
             return a[2] < b[2]
         end)
         local out = {}
-        for i, d in ipairs(arr) do out[i] = d[3] end
+        for i, d in ipairs(arr) do
+            local x = d[3]
+            if x == nil then x = NULL end  -- a nil record, as the partition's array holds it
+            out[i] = x
+        end
         return out
     end
     return self:map(function(x) return { keyfunc(x), x } end)
@@ -421,10 +445,24 @@ end
 
 -- -- Actions -------------------------------------------------------------------------------
 
+-- Appends the records of a packed task result to out (n so far); a nil record, or a decoded
+-- copy of sh.null, becomes sh.null itself. Returns the new n.
+local function append_records(out, n, packed)
+    local part, m = codec.unpack(packed)
+    for i = 1, m do
+        local x = part[i]
+        if x == nil or x == NULL then x = NULL end
+        n = n + 1
+        out[n] = x
+    end
+    return n
+end
+
+-- Every record, in partition order; nil records are sh.null (Lua arrays hold no nil).
 function RDD:collect()
     local out, n = {}, 0
-    for _, part in ipairs(scheduler.run_job(self, { kind = "collect" })) do
-        for i = 1, #part do n = n + 1; out[n] = part[i] end
+    for _, packed in ipairs(scheduler.run_job(self, { kind = "collect" })) do
+        n = append_records(out, n, packed)
     end
     return out
 end
@@ -442,8 +480,7 @@ function RDD:take(num)
     for p = 0, self._n - 1 do
         local want = num - #out
         local sub = new(self.ctx, "coalesce", 1, { _deps = { self }, _groups = { { p } } })
-        local part = scheduler.run_job(sub, { kind = "take", n = want })[1]
-        for i = 1, #part do out[#out + 1] = part[i] end
+        append_records(out, #out, scheduler.run_job(sub, { kind = "take", n = want })[1])
         if #out >= num then break end
     end
     return out
@@ -452,6 +489,7 @@ end
 function RDD:first()
     local t = self:take(1)
     if #t == 0 then error("RDD is empty", 2) end
+    if t[1] == NULL then return nil end  -- a nil record
     return t[1]
 end
 
@@ -459,12 +497,17 @@ function RDD:isEmpty()
     return self._n == 0 or #self:take(1) == 0
 end
 
+-- The value of a fold or aggregate task's result (packed as one record).
+local function value_of(r)
+    return (codec.unpack(r.value))[1]
+end
+
 function RDD:reduce(f)
     local id = ship_fn(f, "reduce")
     local acc, have = nil, false
     for _, r in ipairs(scheduler.run_job(self, { kind = "fold", fn = id })) do
         if r.have then
-            if have then acc = f(acc, r.value) else acc, have = r.value, true end
+            if have then acc = f(acc, value_of(r)) else acc, have = value_of(r), true end
         end
     end
     if not have then error("Can not reduce() empty RDD", 2) end
@@ -475,7 +518,7 @@ function RDD:fold(zeroValue, op)
     local id = ship_fn(op, "fold")
     local acc = deep_copy(zeroValue)
     for _, r in ipairs(scheduler.run_job(self, { kind = "fold", fn = id, zero = zeroValue })) do
-        acc = op(acc, r.value)
+        acc = op(acc, value_of(r))
     end
     return acc
 end
@@ -485,7 +528,7 @@ function RDD:aggregate(zeroValue, seqOp, combOp)
     check_fn(combOp, "aggregate")
     local acc = deep_copy(zeroValue)
     for _, r in ipairs(scheduler.run_job(self, { kind = "aggregate", fn = id, zero = zeroValue })) do
-        acc = combOp(acc, r.value)
+        acc = combOp(acc, value_of(r))
     end
     return acc
 end
@@ -533,11 +576,15 @@ end
 -- {value = count} (pyspark returns a dict); composite values count by content.
 function RDD:countByValue()
     local m, add = require("streamhost.worker").combiner(identity, function(a, b) return a + b end)
-    for _, part in ipairs(scheduler.run_job(self, { kind = "countByValue" })) do
-        for _, vc in ipairs(part) do add(vc) end
+    for _, packed in ipairs(scheduler.run_job(self, { kind = "countByValue" })) do
+        local part, n = codec.unpack(packed)
+        for i = 1, n do add(part[i]) end
     end
     local out = {}
-    require("streamhost.worker").keymap_each(m, function(v, c) out[v] = c end)
+    require("streamhost.worker").keymap_each(m, function(v, c)
+        if v == nil then v = NULL end  -- nil records count under sh.null
+        out[v] = c
+    end)
     return out
 end
 

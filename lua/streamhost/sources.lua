@@ -97,7 +97,9 @@ local EVENT_NAMES = { [1] = "connected", [2] = "disconnected", [3] = "connect fa
                       [4] = "line too long", [5] = "stopped" }
 M.EVENT_NAMES = EVENT_NAMES
 
-local MAX_LINE = 1024 * 1024        -- longer lines are reported and skipped
+-- Longer lines are reported and skipped: the setting streamhost.socket.maxLineBytes (SparkConf),
+-- by default 1 MiB, at most 1 GiB (the socket connector's limit).
+local MAX_LINE, MAX_LINE_LIMIT = 1024 * 1024, 1024 * 1024 * 1024
 local BLOCK_BYTES = 16 * 1024 * 1024 -- a block (one partition, or cut into several) holds this much text
 -- Reading pauses (TCP flow control holds the peer) while this much received data waits to be
 -- processed (in the receiver or in batches not yet run), so memory stays bounded when
@@ -125,6 +127,7 @@ function M.socket(ssc, host, port, storageLevel) -- luacheck: ignore storageLeve
         error("socketTextStream expects a port from 1 to 65535", 3)
     end
     local sc = ssc.sparkContext
+    local max_line = sc:_conf_bytes("streamhost.socket.maxLineBytes", MAX_LINE, MAX_LINE_LIMIT, 3)
     local source = { name = string.format("SocketReceiver(%s:%d)", host, port), receiver = true,
                      location = string.format("%s:%d", host, port),
                      args = { kind = "socketTextStream", host = host, port = port } }
@@ -132,7 +135,7 @@ function M.socket(ssc, host, port, storageLevel) -- luacheck: ignore storageLeve
         self.input = C.sh_ffi_sched_input_new(sched, shffi.BLOB_LINES, BLOCK_BYTES, MAX_QUEUED)
         if self.input < 0 then error("socketTextStream " .. self.location .. ": out of memory", 0) end
         local err = ffi.new("char *[1]")
-        local r = C.sh_ffi_socket_open(sc._host, sched, self.input, host, port, MAX_LINE, err)
+        local r = C.sh_ffi_socket_open(sc._host, sched, self.input, host, port, max_line, err)
         if r == nil then error("socketTextStream " .. self.location .. ": " .. tostring(shffi.take_string(err[0])), 0) end
         self.recv = r
     end

@@ -11,6 +11,7 @@ local ffi = require "ffi"
 local shffi = require "streamhost.ffi"
 local codec = require "streamhost.codec"
 local ship = require "streamhost.ship"
+local diagnose = require "streamhost.diagnose"
 
 local C = shffi.C
 local type, pairs, ipairs, error = type, pairs, ipairs, error
@@ -41,14 +42,23 @@ end
 
 -- -- Chunk writer ----------------------------------------------------------------------------
 
-local function new_writer()
+-- A writer of state chunks; records that cannot be encoded raise an error naming `what` and
+-- the function (a shipped id) that made them, the `label` of its operation.
+local function new_writer(what, fn, label)
     local w = { chunks = {}, buf = {}, n = 0 }
+    local function blob(buf, n)
+        local ok, b = pcall(codec.blob_of, buf, n)
+        if not ok then
+            diagnose.encode_failure(what, "keep", diagnose.function_producer(fn, label, "made"), buf, n, b)
+        end
+        return b
+    end
     function w.put(rec)
         local n = w.n + 1
         w.buf[n] = rec
         w.n = n
         if n >= CHUNK then
-            w.chunks[#w.chunks + 1] = codec.blob_of(w.buf)
+            w.chunks[#w.chunks + 1] = blob(w.buf, n)
             w.buf, w.n = {}, 0
             -- Rewriting a state makes garbage at the rate it reads; collecting as we go keeps
             -- the worker's heap (and the pages its allocator keeps) near the live size.
@@ -56,7 +66,7 @@ local function new_writer()
         end
     end
     function w.finish()
-        if w.n > 0 then w.chunks[#w.chunks + 1] = codec.blob_of(w.buf) end
+        if w.n > 0 then w.chunks[#w.chunks + 1] = blob(w.buf, w.n) end
         w.buf, w.n = nil, 0
         return w.chunks
     end
@@ -130,16 +140,16 @@ function M.install(worker)
         local keep = sink.filter and getfn(sink.filter)
         local added = combine_plans(sink.added, func, run)
         local removed = combine_plans(sink.removed, func, run)
-        local w = new_writer()
+        local w = new_writer("reduceByKeyAndWindow", sink.fn, "reduce function")
         local put = w.put
         if not sink.reset then
             for _, chunk in ipairs(old_chunks(sink.sid, part)) do
                 codec.each(chunk, function(rec)
                     local k, v = rec[1], rec[2]
-                    local r = keymap_take(removed, k)
-                    if r ~= nil then v = inv(v, r) end
-                    local a = keymap_take(added, k)
-                    if a ~= nil then v = func(v, a) end
+                    local r, left = keymap_take(removed, k)
+                    if left then v = inv(v, r) end
+                    local a, entered = keymap_take(added, k)
+                    if entered then v = func(v, a) end
                     rec[2] = v
                     if keep == nil or keep(rec) then put(rec) end
                 end)
@@ -160,7 +170,7 @@ function M.install(worker)
         local update = getfn(sink.fn)
         local news, add = combiner(list_of, list_append)
         run(sink.input, add)
-        local w = new_writer()
+        local w = new_writer("updateStateByKey", sink.fn, "update function")
         local put = w.put
         local function visit(rec)
             local r = update(keymap_take(news, rec[1]) or {}, rec[2])

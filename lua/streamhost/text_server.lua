@@ -24,12 +24,13 @@ local function new(_, opts)
     end
     if type(text) ~= "string" or text == "" then error("TextServer needs text or a path to a text file", 2) end
     local rate = opts.linesPerSecond or 1000
-    local tick_ms = 20
-    local per_tick = math.max(1, math.floor(rate * tick_ms / 1000 + 0.5))
+    if type(rate) ~= "number" or not (rate > 0 and rate <= 1e9) then
+        error("TextServer: linesPerSecond must be a number above 0, got " .. tostring(rate), 2)
+    end
     local host = shffi.host()
     if host == nil then error("TextServer runs inside the streamhost host", 2) end
     local port_out, err = ffi.new("int[1]"), ffi.new("char *[1]")
-    local s = C.sh_ffi_text_server_start(host, text, #text, per_tick, tick_ms, opts.port or 0, port_out, err)
+    local s = C.sh_ffi_text_server_start(host, text, #text, rate, opts.port or 0, port_out, err)
     if s == nil then error("TextServer: " .. tostring(shffi.take_string(err[0])), 2) end
     local server = setmetatable({ host = "127.0.0.1", port = port_out[0], _ptr = s }, TextServer)
     running[server] = true

@@ -39,7 +39,7 @@ function M.user_traceback(co, err)
     local _, more = split("\n" .. here)
     for _, line in ipairs(more) do frames[#frames + 1] = line end
     if #frames == 0 then return msg end
-    return msg .. "\nstack traceback (the job's code):\n" .. table.concat(frames, "\n")
+    return msg .. "\nstack traceback:\n" .. table.concat(frames, "\n")
 end
 
 return M

@@ -5,6 +5,7 @@ local dstream = require "streamhost.dstream"
 local rddmod = require "streamhost.rdd"
 local scheduler = require "streamhost.scheduler"
 local state = require "streamhost.state"
+local NULL = require "streamhost.null"
 
 local DStream = dstream.DStream
 local check_ship = dstream.check_ship
@@ -133,13 +134,14 @@ local function reduce_by_key_and_window(self, func, invFunc, w, s, numPartitions
 end
 
 -- reduceByKey over a sliding window; with invFunc incremental (new = old + entered - left),
--- filterFunc({k, v}) keeping the pairs of the window worth keeping.
+-- filterFunc({k, v}) keeping the pairs of the window worth keeping. As in pyspark, the
+-- durations are checked first, then the functions.
 function DStream:reduceByKeyAndWindow(func, invFunc, windowDuration, slideDuration, numPartitions, filterFunc)
+    local w, s = window_params(self, windowDuration, slideDuration)
     check_ship(func, "reduceByKeyAndWindow")
     if invFunc ~= nil then check_ship(invFunc, "reduceByKeyAndWindow (invFunc)") end
     if filterFunc ~= nil then check_ship(filterFunc, "reduceByKeyAndWindow (filterFunc)") end
     check_partitions(numPartitions, 2)
-    local w, s = window_params(self, windowDuration, slideDuration)
     return reduce_by_key_and_window(self, func, invFunc, w, s, numPartitions, filterFunc)
 end
 
@@ -152,7 +154,10 @@ local function add(a, b) return a + b end
 local function sub(a, b) return a - b end
 local function pair_one(x) return { x, 1 } end
 local function positive(kv) return kv[2] > 0 end
-local function list_of(v) return { v } end
+local function list_of(v)  -- a nil value is sh.null in the list, as groupByKey's lists hold it
+    if v == nil then v = NULL end
+    return { v }
+end
 local function extend(a, b)
     for i = 1, #b do a[#a + 1] = b[i] end
     return a
@@ -173,9 +178,9 @@ end
 
 -- One record per window: its records reduced with reduceFunc (incremental with invReduceFunc).
 function DStream:reduceByWindow(reduceFunc, invReduceFunc, windowDuration, slideDuration)
+    local w, s = window_params(self, windowDuration, slideDuration)
     check_ship(reduceFunc, "reduceByWindow")
     if invReduceFunc ~= nil then check_ship(invReduceFunc, "reduceByWindow (invReduceFunc)") end
-    local w, s = window_params(self, windowDuration, slideDuration)
     return reduce_by_window(self, reduceFunc, invReduceFunc, w, s)
 end
 
@@ -188,16 +193,16 @@ end
 -- {value, count} for every distinct value of the window (incremental; values whose count fell
 -- to 0 leave the window's state).
 function DStream:countByValueAndWindow(windowDuration, slideDuration, numPartitions)
-    check_partitions(numPartitions, 2)
     local w, s = window_params(self, windowDuration, slideDuration)
+    check_partitions(numPartitions, 2)
     return reduce_by_key_and_window(self:map(pair_one), add, sub, w, s, numPartitions, positive)
 end
 
 -- {k, {values}} for every key of the window, values oldest first (incremental, as pyspark;
 -- keys whose values all left the window are dropped, as in Spark's Scala API).
 function DStream:groupByKeyAndWindow(windowDuration, slideDuration, numPartitions)
-    check_partitions(numPartitions, 2)
     local w, s = window_params(self, windowDuration, slideDuration)
+    check_partitions(numPartitions, 2)
     return reduce_by_key_and_window(self:mapValues(list_of), extend, drop_prefix, w, s,
         numPartitions, non_empty)
 end

@@ -8,6 +8,8 @@ local keys = require "streamhost.keys"
 local ship = require "streamhost.ship"
 local shared = require "streamhost.shared"  -- accumulators: task_begin/task_end in M.run
 local format = require "streamhost.format"
+local NULL = require "streamhost.null"
+local diagnose = require "streamhost.diagnose"
 
 local C = shffi.C
 local type, ipairs, error, select = type, ipairs, error, select
@@ -22,22 +24,36 @@ end
 
 -- -- Iterators over arrays and results ----------------------------------------------
 
-local function array_iterator(arr)
+-- An iterator over the n records of arr (default #arr); a nil record comes as sh.null, since
+-- a nil would end the caller's `for x in it` loop.
+local function array_iterator(arr, n)
+    n = n or #arr
     local i = 0
     return function()
+        if i >= n then return nil end
         i = i + 1
-        return arr[i]
+        local x = arr[i]
+        if x == nil then return NULL end
+        return x
     end
 end
 M.array_iterator = array_iterator
 
--- Pushes every element of a function's result (an array or an iterator) into emit.
+-- Pushes every element of a function's result (an array or an iterator) into emit; sh.null
+-- there stands for a nil record.
 local function emit_all(r, emit, what)
     local t = type(r)
     if t == "table" then
-        for i = 1, #r do emit(r[i]) end
+        for i = 1, #r do
+            local x = r[i]
+            if x == NULL then x = nil end
+            emit(x)
+        end
     elseif t == "function" then
-        for x in r do emit(x) end
+        for x in r do
+            if x == NULL then x = nil end
+            emit(x)
+        end
     else
         error(what .. " must return an array or an iterator function, got " .. t, 0)
     end
@@ -46,10 +62,15 @@ end
 -- -- Aggregation by key -----------------------------------------------------------------
 
 -- A map from keys (scalars or composite arrays) to values, iterated in first-seen order.
+-- A key whose value is nil (pyspark's None) is present: the combiner stores HOLE for it, so
+-- that a nil slot always means "absent"; keymap_each and keymap_take give nil back.
+local HOLE = setmetatable({}, { __tostring = function() return "nil value" end })
+
 local function new_keymap()
     return { vals = {}, cvals = {}, ckeys = {}, order = {}, n = 0 }
 end
 
+-- The stored value of k (nil when absent, HOLE for a nil value), its slot and whether composite.
 local function keymap_get(m, k)
     if type(k) == "table" then
         local s = slot(k)
@@ -73,11 +94,13 @@ local function keymap_set(m, k, s, composite, v, was_new)
     end
 end
 
--- Removes k and returns what it held (nil when absent).
+-- Removes k; returns what it held (nil when absent or nil) and whether it was there.
 local function keymap_take(m, k)
     local v, s, composite = keymap_get(m, k)
-    if v ~= nil then keymap_set(m, k, s, composite, nil, false) end
-    return v
+    if v == nil then return nil, false end
+    keymap_set(m, k, s, composite, nil, false)
+    if rawequal(v, HOLE) then return nil, true end
+    return v, true
 end
 
 -- Calls f(key, value) for every entry still there, in first-seen order.
@@ -85,52 +108,96 @@ local function keymap_each(m, f)
     local vals, cvals, ckeys, order = m.vals, m.cvals, m.ckeys, m.order
     for i = 1, m.n do
         local s = order[i]
+        local k, v
         if type(s) == "table" and s ~= keys.NIL then
             s = s[1]
-            local v = cvals[s]
-            if v ~= nil then f(ckeys[s], v) end
+            k, v = ckeys[s], cvals[s]
         else
-            local v = vals[s]
-            if v ~= nil then f(unslot(s), v) end
+            k, v = unslot(s), vals[s]
+        end
+        if v ~= nil then
+            if rawequal(v, HOLE) then v = nil end
+            f(k, v)
         end
     end
 end
 M.new_keymap, M.keymap_get, M.keymap_set, M.keymap_take, M.keymap_each =
     new_keymap, keymap_get, keymap_set, keymap_take, keymap_each
 
+local function not_pair(rec)
+    error("a key-value operation needs {key, value} records, got a " .. type(rec), 0)
+end
+
+local function bad_key(rec)
+    local k = rec[1]
+    if k ~= k then error("NaN cannot be a key", 0) end
+    error("a key cannot be a " .. type(k), 0)
+end
+
+-- The types a key may have (composite keys are tables).
+local KEY_TYPES = { string = true, number = true, boolean = true, table = true, ["nil"] = true }
+
 -- Combines a stream of {k, v} records: create(v) for a key's first value, merge(c, v) after.
-local function combiner(create, merge)
+-- Every key is added once, whatever create and merge return (nil included). bad(rec, why)
+-- reports a record that cannot be combined (why: "pair", or "key" for a NaN key or a key of
+-- another type than KEY_TYPES); it must raise.
+local function combiner(create, merge, bad)
     local m = new_keymap()
     local vals = m.vals
     local function add(rec)
         if type(rec) ~= "table" then
-            error("a key-value operation needs {key, value} records, got a " .. type(rec), 0)
+            if bad then bad(rec, "pair") end
+            not_pair(rec)
         end
         local k = rec[1]
         if type(k) == "string" or type(k) == "number" then  -- the common case, kept short for the JIT
             local c = vals[k]
             if c == nil then
-                if k ~= k then error("NaN cannot be a key", 0) end
-                keymap_set(m, k, k, false, create(rec[2]), true)
+                if k ~= k then
+                    if bad then bad(rec, "key") end
+                    bad_key(rec)
+                end
+                c = create(rec[2])
+                if c == nil then c = HOLE end
+                keymap_set(m, k, k, false, c, true)
             else
-                vals[k] = merge(c, rec[2])
+                if rawequal(c, HOLE) then c = nil end
+                c = merge(c, rec[2])
+                if c == nil then c = HOLE end
+                vals[k] = c
             end
             return
         end
-        local c, s, composite = keymap_get(m, k)
-        if c == nil then
-            keymap_set(m, k, s, composite, create(rec[2]), true)
-        else
-            keymap_set(m, k, s, composite, merge(c, rec[2]), false)
+        if not KEY_TYPES[type(k)] then
+            if bad then bad(rec, "key") end
+            bad_key(rec)
         end
+        local c, s, composite = keymap_get(m, k)
+        local was_new = c == nil
+        if was_new then
+            c = create(rec[2])
+        else
+            if rawequal(c, HOLE) then c = nil end
+            c = merge(c, rec[2])
+        end
+        if c == nil then c = HOLE end
+        keymap_set(m, k, s, composite, c, was_new)
     end
     return m, add
 end
 M.combiner = combiner
 
 local function identity(x) return x end
-local function list_of(v) return { v } end
-local function list_append(l, v) l[#l + 1] = v; return l end
+-- Lists of values (groupByKey, updateStateByKey's new values) hold sh.null for a nil value.
+local function list_of(v)
+    if v == nil then v = NULL end
+    return { v }
+end
+local function list_append(l, v)
+    if v == nil then v = NULL end
+    l[#l + 1] = v
+    return l
+end
 M.identity, M.list_of, M.list_append = identity, list_of, list_append
 
 -- -- Plans: a partition's computation, run push-style into emit ---------------------------
@@ -173,7 +240,11 @@ function ops.flatMap(node, emit)
     run(node.input, function(x)
         local r = f(x)
         if type(r) == "table" then
-            for i = 1, #r do emit(r[i]) end
+            for i = 1, #r do
+                local y = r[i]
+                if y == NULL then y = nil end
+                emit(y)
+            end
         else
             emit_all(r, emit, "the flatMap function")
         end
@@ -201,14 +272,19 @@ function ops.values(node, emit)
     run(node.input, function(kv) emit(kv[2]) end)
 end
 
+-- The node's records as an array and their number (nil records leave holes).
 local function gather(node)
     local arr, n = {}, 0
     run(node, function(x) n = n + 1; arr[n] = x end)
-    return arr
+    return arr, n
 end
 
 function ops.glom(node, emit)
-    emit(gather(node.input))
+    local arr, n = gather(node.input)
+    for i = 1, n do
+        if arr[i] == nil then arr[i] = NULL end
+    end
+    emit(arr)
 end
 
 function ops.mapPartitions(node, emit)
@@ -260,8 +336,9 @@ function ops.shuffled(node, emit)
                     for j = 1, nin do g[j] = {} end
                     keymap_set(m, k, s, composite, g, true)
                 end
-                local l = g[i]
-                l[#l + 1] = kv[2]
+                local l, v = g[i], kv[2]
+                if v == nil then v = NULL end
+                l[#l + 1] = v
             end)
         end
         keymap_each(m, function(k, g) emit({ k, g }) end)
@@ -282,14 +359,24 @@ M.run_plan = run
 local sinks = {}
 local created  -- blobs this task made for the driver (the task hands them over, see M.run)
 
-local function new_blob(records)
-    local b = codec.blob_of(records)
+local function new_blob(records, n)
+    local b = codec.blob_of(records, n)
     created[#created + 1] = b
     return b
 end
 
+-- Encodes n records with encode(records, n); when they cannot be, raises an error naming the
+-- record, what in it cannot be encoded and the function that made it (see diagnose).
+local function encoded(encode, records, n, what, verb, plan)
+    local ok, res = pcall(encode, records, n)
+    if not ok then diagnose.encode_failure(what, verb, plan, records, n, res) end
+    return res
+end
+
+-- Results that hold records go back packed by codec: nil records and sh.null stay as they are.
 function sinks.collect(plan)
-    return gather(plan)
+    local arr, n = gather(plan)
+    return encoded(codec.pack, arr, n, "collect", "return", plan)
 end
 
 function sinks.count(plan)
@@ -299,8 +386,13 @@ function sinks.count(plan)
 end
 
 function sinks.store(plan)  -- cache: the partition as one blob, handed to the driver
-    local b = new_blob(gather(plan))
-    return shffi.blob_to_number(b)
+    local arr, n = gather(plan)
+    return shffi.blob_to_number(encoded(new_blob, arr, n, "cache", "store", plan))
+end
+
+-- fold's and aggregate's value, packed like records (sh.null inside stays sh.null).
+local function packed_value(v, what, plan)
+    return encoded(codec.pack, { v }, 1, what, "return", plan)
 end
 
 function sinks.fold(plan, sink)
@@ -309,27 +401,27 @@ function sinks.fold(plan, sink)
     run(plan, function(x)
         if have then acc = f(acc, x) else acc, have = x, true end
     end)
-    return { have = have, value = acc }
+    return { have = have, value = packed_value(acc, "reduce", plan) }
 end
 
 function sinks.aggregate(plan, sink)  -- fold with a combining op per partition (seqOp)
     local f = getfn(sink.fn)
     local acc = sink.zero
     run(plan, function(x) acc = f(acc, x) end)
-    return { have = true, value = acc }
+    return { have = true, value = packed_value(acc, "aggregate", plan) }
 end
 
 local STOP = {}
 function sinks.take(plan, sink)
     local arr, n, want = {}, 0, sink.n
-    if want <= 0 then return arr end
+    if want <= 0 then return codec.pack(arr, 0) end
     local ok, err = pcall(run, plan, function(x)
         n = n + 1
         arr[n] = x
         if n >= want then error(STOP, 0) end
     end)
     if not ok and err ~= STOP then error(err, 0) end
-    return arr
+    return encoded(codec.pack, arr, n, "take", "return", plan)
 end
 
 function sinks.foreach(plan, sink)
@@ -345,11 +437,12 @@ function sinks.foreachPartition(plan, sink)
 end
 
 function sinks.countByValue(plan)
-    local m, add = combiner(identity, function(a, b) return a + b end)
+    local function bad(rec) diagnose.bad_key("countByValue", plan, rec) end
+    local m, add = combiner(identity, function(a, b) return a + b end, bad)
     run(plan, function(x) add({ x, 1 }) end)
     local out = {}
     keymap_each(m, function(k, v) out[#out + 1] = { k, v } end)
-    return out
+    return encoded(codec.pack, out, #out, "countByValue", "return", plan)
 end
 
 -- Writes the partition as text lines to sink.dir/part-NNNNN.
@@ -375,9 +468,14 @@ end
 -- The map side of a shuffle: records into sink.n buckets by key, combined where the
 -- aggregation allows; each non-empty bucket becomes a blob.
 function sinks.shuffle(plan, sink, part)
+    local what = sink.what or "a key-value operation"
+    local function bad(rec, why)
+        if why == "pair" then diagnose.not_pair(what, plan, rec) end
+        diagnose.bad_key(what, plan, rec)
+    end
     local n = sink.n
-    local buckets = {}
-    for i = 1, n do buckets[i] = {} end
+    local buckets, counts = {}, {}  -- counts: records a bucket holds (nil records leave holes)
+    for i = 1, n do buckets[i], counts[i] = {}, 0 end
     local partitioner
     if sink.partitionFunc then
         local pf = getfn(sink.partitionFunc)
@@ -386,7 +484,7 @@ function sinks.shuffle(plan, sink, part)
         partitioner = function(k) return portable_hash(k) % n end
     end
     if sink.agg == "combine" then
-        local m, add = combiner(getfn(sink.createCombiner), getfn(sink.mergeValue))
+        local m, add = combiner(getfn(sink.createCombiner), getfn(sink.mergeValue), bad)
         run(plan, add)
         -- Flat pairs, not {k, c} tables: half the allocations on both sides of the shuffle.
         -- b[1] counts the pairs, since a nil key or combiner leaves a hole.
@@ -397,27 +495,44 @@ function sinks.shuffle(plan, sink, part)
             b[1], b[at], b[at + 1] = b[1] + 1, k, c
         end)
         for i = 1, n do
-            if buckets[i][1] == 0 then buckets[i] = {} end
+            local pairs_in = buckets[i][1]
+            counts[i] = pairs_in > 0 and pairs_in * 2 + 1 or 0
         end
     elseif sink.agg == "roundrobin" then  -- repartition: spread records evenly
         local i = part
         run(plan, function(x)
-            local b = buckets[i % n + 1]
-            b[#b + 1] = x
+            local j = i % n + 1
+            local c = counts[j] + 1
+            buckets[j][c], counts[j] = x, c
             i = i + 1
         end)
     else
         run(plan, function(kv)
-            if type(kv) ~= "table" then
-                error("a key-value operation needs {key, value} records, got a " .. type(kv), 0)
-            end
-            local b = buckets[partitioner(kv[1]) + 1]
-            b[#b + 1] = kv
+            if type(kv) ~= "table" then bad(kv, "pair") end
+            local k = kv[1]
+            if k ~= k or not KEY_TYPES[type(k)] then bad(kv, "key") end
+            local j = partitioner(k) + 1
+            local c = counts[j] + 1
+            buckets[j][c], counts[j] = kv, c
         end)
     end
     local out = {}
     for i = 1, n do
-        out[i] = #buckets[i] > 0 and shffi.blob_to_number(new_blob(buckets[i])) or false
+        local b = buckets[i]
+        local ok, blob = false, nil
+        if counts[i] > 0 then ok, blob = pcall(new_blob, b, counts[i]) end
+        if ok then
+            out[i] = shffi.blob_to_number(blob)
+        elseif counts[i] == 0 then
+            out[i] = false
+        else
+            local records, nrec = b, counts[i]
+            if sink.agg == "combine" then  -- flat pairs: explain them as {key, value} records
+                records, nrec = {}, b[1]
+                for j = 1, nrec do records[j] = { b[2 * j], b[2 * j + 1] } end
+            end
+            diagnose.encode_failure(what, "shuffle", plan, records, nrec, blob)
+        end
     end
     return out
 end
@@ -430,10 +545,8 @@ local function execute(task)
     return sink(task.plan, task.sink, task.part)
 end
 
-local function traceback(e)
-    if type(e) ~= "string" then e = tostring(e) end
-    return debug.traceback(e, 2)
-end
+-- The error and the user's frames of its traceback, without streamhost's own.
+local traceback = diagnose.traceback
 
 -- Runs an encoded task; returns true and the encoded {result, accumulator deltas or nil}, or
 -- false and the error.

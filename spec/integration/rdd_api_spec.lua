@@ -646,7 +646,7 @@ describe("RDD errors", function()
             return sc:parallelize({ "a", "b" }):reduceByKey(add):collect()
         end)
         assert.is_false(ok)
-        assert.matches("a key-value operation needs {key, value} records, got a string", tostring(err), 1, true)
+        assert.matches('reduceByKey needs {key, value} records; its input held a string ("', tostring(err), 1, true)
     end)
 
     it("refuses a transformation that is not given a function", function()

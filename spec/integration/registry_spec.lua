@@ -18,7 +18,7 @@ local function on_each_worker(sc, f)
                          sink = { kind = "collect" }, part = w, affinity = w }
     end
     local out = {}
-    for w, r in ipairs(scheduler.run_tasks(sc, tasks)) do out[w] = r[1] end
+    for w, r in ipairs(helpers.run_collect_tasks(sc, tasks)) do out[w] = r[1] end
     return out
 end
 
@@ -61,7 +61,7 @@ describe("the function registry", function()
 
     it("lets workers take the id as a plain number too", function()
         local id = ship.ship(function(x) return x * 3 end)
-        local res = scheduler.run_tasks(sc, { {
+        local res = helpers.run_collect_tasks(sc, { {
             plan = { op = "map", fn = tonumber(id), input = { op = "records", records = { 1, 2 } } },
             sink = { kind = "collect" }, part = 0,
         } })
@@ -87,7 +87,7 @@ describe("the function registry", function()
             tasks[w + 1] = { plan = { op = "map", fn = id, input = { op = "records", records = { w } } },
                              sink = { kind = "collect" }, part = w, affinity = w }
         end
-        scheduler.run_tasks(sc, tasks)
+        helpers.run_collect_tasks(sc, tasks)
         for _, c in ipairs(on_each_worker(sc, cached)) do assert.is_true(c) end
         id, tasks = nil, nil -- luacheck: ignore
         live()

@@ -19,7 +19,7 @@ local function on_each_worker(sc, f)
                          sink = { kind = "collect" }, part = w, affinity = w }
     end
     local out = {}
-    for w, r in ipairs(scheduler.run_tasks(sc, tasks)) do out[w] = r[1] end
+    for w, r in ipairs(helpers.run_collect_tasks(sc, tasks)) do out[w] = r[1] end
     return out
 end
 

@@ -239,7 +239,7 @@ describe("functions loaded once per worker state", function()
             tasks[w + 1] = { plan = { op = "map", fn = id, input = { op = "records", records = records } },
                              sink = { kind = "collect" }, part = w, affinity = w }
         end
-        return scheduler.run_tasks(sc, tasks)
+        return helpers.run_collect_tasks(sc, tasks)
     end
 
     local stats_id = ship.ship(function() return require("streamhost.ship").cache_stats() end)

@@ -199,6 +199,28 @@ describe("DStream windows", function()
                 error_of(function() s:reduceByWindow(add, nil, 0.35, 0.1) end), 1, true)
         end)
 
+        it("bad durations before bad functions or numPartitions, as pyspark checks them first", function()
+            local s = helpers.ssc():queueStream({})
+            local not_multiple = "must be a multiple of the slide duration of parent DStream"
+            local not_positive = "windowDuration must be a positive number of seconds"
+            for _, case in ipairs({
+                { not_multiple, function() s:reduceByKeyAndWindow(nil, nil, 0.07, 0.05) end },
+                { not_positive, function() s:reduceByKeyAndWindow(nil, nil, -1, 0.05) end },
+                { not_positive, function() s:reduceByKeyAndWindow(42, "inv", "long") end },
+                { not_multiple, function() s:reduceByKeyAndWindow(add, sub, 0.1, 0.075, 0, 7) end },
+                { not_multiple, function() s:reduceByWindow(nil, nil, 0.07, 0.05) end },
+                { not_positive, function() s:reduceByWindow(nil, 1, 0) end },
+                { not_multiple, function() s:countByValueAndWindow(0.07, 0.05, -3) end },
+                { not_multiple, function() s:groupByKeyAndWindow(0.07, 0.05, "many") end },
+                { not_positive, function() s:countByWindow(nil, 0.05) end },
+                { not_positive, function() s:window(nil) end },
+            }) do
+                local err = error_of(case[2])
+                assert.matches(case[1], err, 1, true)
+                assert.matches("window_spec.lua:%d+:", err)
+            end
+        end)
+
         local function without_checkpoint(f)
             local saved = sc._checkpoint_dir
             sc._checkpoint_dir = nil
