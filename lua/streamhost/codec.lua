@@ -19,9 +19,14 @@ local OPTIONS = { metatable = { NULL_MT } }
 local enc = buffer.new(OPTIONS)
 local dec = buffer.new(OPTIONS)
 
--- Task descriptions: plain string.buffer, as the worker's entry point decodes them.
+-- Task descriptions and task results (sh.null in them, a fold's zero value say, survives).
 function M.encode(v)
-    return buffer.encode(v)
+    enc:reset()
+    local ok, err = pcall(enc.encode, enc, v)
+    if not ok then enc:reset(); error(err, 0) end
+    local s = enc:tostring()
+    enc:reset()
+    return s
 end
 
 -- Decodes what encode, pack or a worker's result made.

@@ -248,11 +248,12 @@ function RDD:reduceByKey(func, numPartitions, partitionFunc)
     return combine_by_key(self, "reduceByKey", identity, func, func, numPartitions, partitionFunc)
 end
 
+-- A fresh copy of a zero value (sh.null stays itself; metatables are kept).
 local function deep_copy(v)
-    if type(v) ~= "table" then return v end
+    if type(v) ~= "table" or v == NULL then return v end
     local t = {}
     for k, x in pairs(v) do t[k] = deep_copy(x) end
-    return t
+    return setmetatable(t, getmetatable(v))
 end
 
 function RDD:foldByKey(zeroValue, func, numPartitions, partitionFunc)

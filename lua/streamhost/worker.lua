@@ -551,7 +551,7 @@ local traceback = diagnose.traceback
 -- Runs an encoded task; returns true and the encoded {result, accumulator deltas or nil}, or
 -- false and the error.
 function M.run(payload)
-    local task = buffer.decode(payload)
+    local task = codec.decode(payload)
     ship.new_task()
     shared.task_begin()  -- accumulators start at their zero value
     created = {}
@@ -565,7 +565,7 @@ function M.run(payload)
         ship.end_task()  -- put back what the task changed in the functions it loaded
         return false, res
     end
-    res = buffer.encode({ res, deltas })  -- the driver merges deltas (scheduler.run_tasks)
+    res = codec.encode({ res, deltas })  -- the driver merges deltas (scheduler.run_tasks)
     ship.end_task()  -- after encoding: the result may hold a function's captured tables
     return true, res
 end

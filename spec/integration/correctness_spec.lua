@@ -74,6 +74,14 @@ describe("nil records (pyspark's None)", function()
     setup(function() sc = helpers.sc() end)
     before_each(helpers.stop_active)
 
+    it("carries sh.null inside a task's description, as aggregate's zero value", function()
+        local r = sc:parallelize({ 1, 2, 3 }, 2):aggregate({ NULL, 0 },
+            function(acc, x) acc[2] = acc[2] + x; return acc end,
+            function(a, b) return { a[1] == NULL and b[1] == NULL and NULL or "lost", a[2] + b[2] } end)
+        assert.are.equal(6, r[2])
+        assert.is_true(r[1] == NULL)
+    end)
+
     local function odd_or_nil(x)
         if x % 2 == 0 then return nil end
         return x
