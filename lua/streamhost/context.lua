@@ -118,6 +118,7 @@ function SparkContext:stop()
     if self._pool_ptr ~= nil then
         C.sh_ffi_pool_free(ffi.gc(self._pool_ptr, nil))
         self._pool_ptr = nil
+        require("streamhost.scheduler").abandon_all()
     end
     if active == self then active = nil end
 end

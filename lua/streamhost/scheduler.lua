@@ -16,6 +16,7 @@ local res_out, len_out = ffi.new("char *[1]"), ffi.new("size_t[1]")
 local made_out = ffi.new("sh_bloblist_t *[1]")
 
 local jobs = {}  -- task id -> the job waiting for it
+local live = {}  -- every job not yet returned (abandoned together when the pool goes)
 
 -- Takes every finished task of `pool` and hands it to its job; a job whose last task is done
 -- wakes its coroutine. Called by the dispatch and by a job that waits without yielding.
@@ -42,6 +43,21 @@ local function drain(pool)
             if job.pending == 0 and job.co then loop.wake(job.co) end
         end
     end
+end
+
+-- The pool is going (its SparkContext stopped): every job still waiting will never end, and what
+-- finished tasks made is released now. A job's coroutine that resumes anyway raises.
+function M.abandon_all()
+    for job in pairs(live) do
+        job.abandoned = true
+        for _, l in ipairs(job.made) do C.sh_ffi_bloblist_free(l) end
+        job.made = {}
+        if job.pending > 0 then
+            job.pending = 0
+            if job.co then loop.wake(job.co) end
+        end
+    end
+    live, jobs = {}, {}
 end
 
 -- Drains the active SparkContext's pool (the dispatch's first step).
@@ -75,6 +91,7 @@ end
 function M.run_tasks(sc, tasks, blobs)
     local pool = sc:_pool()
     local job = { index = {}, results = {}, made = {}, pending = 0 }
+    live[job] = true
     for i, t in ipairs(tasks) do
         local payload = codec.encode({ plan = t.plan, sink = t.sink, part = t.part })
         local id = C.sh_ffi_pool_submit(pool, t.affinity or -1, payload, #payload)
@@ -94,6 +111,8 @@ function M.run_tasks(sc, tasks, blobs)
             end
         end
     end
+    live[job] = nil
+    if job.abandoned then error("the SparkContext stopped while this job ran", 0) end
     local results = {}
     if job.failure == nil then
         for i = 1, #tasks do

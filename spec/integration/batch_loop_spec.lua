@@ -197,4 +197,33 @@ ssc:awaitTermination()
                 string.format("RSS %s kB at batch 100, %s kB at 2000", r100, r2000))
         end
     end)
+
+    it("ends a batch whose SparkContext stops while its job runs, releasing what the job made", function()
+        local out, err, ok = helpers.run_job([[
+local sh = require "streamhost"
+local sc = sh.SparkContext(nil, "abandon")
+local ssc = sh.StreamingContext(sc, 0.05)
+local failures = {}
+ssc:addStreamingListener(sh.StreamingListener {
+    onOutputOperationCompleted = function(_, op) failures[#failures + 1] = op.failureReason end,
+})
+ssc:queueStream({ sc:parallelize({ 1, 2, 3, 4 }, 4) }):foreachRDD(function(rdd)
+    -- A shuffle's map side finishes (its blobs are made), then a slow stage runs.
+    rdd:map(function(x) return { x % 2, x } end):reduceByKey(function(a, b) return a + b end)
+       :map(function(kv)
+            local C = require("streamhost.ffi").C
+            local t0 = C.sh_ffi_now()
+            while C.sh_ffi_now() - t0 < 1 do end
+            return kv
+        end):collect()
+end)
+ssc:start()
+sh.sleep(0.4)
+sc:stop()
+sh.sleep(0.1)
+io.write(tostring(failures[1]), "\n")
+]])
+        assert.is_true(ok, err)
+        assert.matches("the SparkContext stopped while this job ran", out)
+    end)
 end)
