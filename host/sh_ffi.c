@@ -337,6 +337,11 @@ SH_EXPORT void sh_ffi_batch_hold(sh_batch_t *b, sh_bloblist_t *l)
     sh_free(l);
 }
 
+SH_EXPORT void sh_ffi_batch_start(sh_batch_t *b)
+{
+    sh_batch_start(b);
+}
+
 SH_EXPORT void sh_ffi_batch_release(sh_batch_t *b)
 {
     sh_batch_release(b);

@@ -109,7 +109,8 @@ void sh__host_arm_timer(sh_host_t *h, double ms)
 {
     if (!h->handles_open)
         return;
-    if (ms < 0) {
+    /* Negative, NaN, infinite or beyond any real wait (a year): no timer at all. */
+    if (!(ms >= 0) || ms > 365.0 * 24 * 3600 * 1000) {
         uv_timer_stop(&h->timer);
         return;
     }

@@ -9,8 +9,8 @@
 #include <unistd.h>
 
 static sh_host_t *host;
-static long start_ms;                          /* monotonic ms when main began */
-static volatile sig_atomic_t first_signal_ms; /* ms after start_ms of the first stop signal, 0 = none */
+static volatile sig_atomic_t got_signal;  /* a stop signal came (then first_signal_ms is set) */
+static volatile long first_signal_ms;     /* monotonic ms of the first; written by the handler only */
 
 static void usage(FILE *out)
 {
@@ -44,10 +44,11 @@ static long monotonic_ms(void)
 static void on_signal(int sig)
 {
     static const char msg[] = "streamhost: second signal: exiting without finishing the job\n";
-    long now = monotonic_ms() - start_ms + 1;
+    long now = monotonic_ms();
 
-    if (first_signal_ms == 0) {
-        first_signal_ms = (sig_atomic_t) now;
+    if (!got_signal) {
+        first_signal_ms = now;
+        got_signal = 1;
         if (host != NULL)
             sh_host_stop(host);
         return;
@@ -64,7 +65,6 @@ int main(int argc, char **argv)
     const char *master = NULL, *lua_dir = getenv("STREAMHOST_LUA_DIR");
     int i = 1, err = 0, rc;
 
-    start_ms = monotonic_ms();
     for (; i < argc && argv[i][0] == '-' && argv[i][1] == '-'; i++) {
         if (strcmp(argv[i], "--help") == 0) {
             usage(stdout);
@@ -117,7 +117,10 @@ int main(int argc, char **argv)
     if (rc != 0)
         fprintf(stderr, "streamhost: %s\n", sh_host_last_error(host));
     fflush(stdout);
-    sh_host_free(host);
-    host = NULL;
+    {
+        sh_host_t *h = host;
+        host = NULL;  /* a signal from here on finds no host to stop */
+        sh_host_free(h);
+    }
     return rc == 0 ? 0 : 1;
 }

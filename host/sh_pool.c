@@ -18,6 +18,7 @@ typedef struct sh_task_s {
     size_t len;
     int ok;
     sh_bloblist_t made;   /* blobs the task created, one reference each */
+    int made_lost;        /* out of memory recording one: the task cannot hand them over */
 } sh_task_t;
 
 /* The task the calling worker thread runs, so that blobs it creates are recorded. */
@@ -132,6 +133,12 @@ static void run_task(lua_State *L, sh_task_t *t)
     t->len = t->payload ? len : 0;
     if (t->payload == NULL)
         t->ok = 0;
+    if (t->made_lost && t->ok) {
+        sh_free(t->payload);
+        t->payload = sh__strdup("out of memory recording the blobs a task made");
+        t->len = t->payload ? strlen(t->payload) : 0;
+        t->ok = 0;
+    }
     if (!t->ok)
         sh_bloblist_clear(&t->made);  /* a failed task's blobs go nowhere */
     lua_pop(L, 2);                                       /* run */
@@ -253,6 +260,7 @@ uint64_t sh_pool_submit(sh_pool_t *p, int affinity, char *payload, size_t len)
     t->ok = 0;
     t->made.blobs = NULL;
     t->made.n = t->made.cap = 0;
+    t->made_lost = 0;
     pthread_mutex_lock(&p->mu);
     id = t->id = p->next_id++;
     if (affinity >= 0)
@@ -309,8 +317,8 @@ void sh__pool_task_made(sh_blob_t *b)
 {
     sh_task_t *t = current_task;
 
-    if (t != NULL)
-        sh_bloblist_add(&t->made, b);
+    if (t != NULL && sh_bloblist_add(&t->made, b) != 0)
+        t->made_lost = 1;
 }
 
 int sh_pool_size(const sh_pool_t *p)

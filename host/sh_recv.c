@@ -80,6 +80,10 @@ static void on_pause(void *ud, int pause)
 {
     sh_recv_t *r = ud;
 
+    if (pause < 0) {  /* the scheduler is gone: what arrives from now on goes nowhere */
+        r->sched = NULL;
+        return;
+    }
     if (pause)
         sh_in_socket_pause(r->sock);
     else

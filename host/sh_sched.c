@@ -36,6 +36,7 @@ typedef struct {
     sh_blob_t **blocks;
     size_t n;
     uint64_t records, bytes;
+    uint64_t waiting;       /* bytes that still count as waiting for the input's backpressure */
 } batch_input_t;
 
 struct sh_batch_s {
@@ -204,6 +205,7 @@ static int take_blocks(input_t *in, int64_t t, batch_input_t *bi)
             bi->blocks[bi->n++] = b;
             bi->records += b->count;
             bi->bytes += b->len;
+            bi->waiting += b->len;
         } else {
             in->sealed[j++] = in->sealed[i];
         }
@@ -357,8 +359,11 @@ void sh_sched_free(sh_sched_t *s)
     while ((b = sh_sched_take(s)) != NULL)
         sh_batch_release(b);
     for (i = 0; i < s->ninputs; i++) {
-        s->inputs[i]->pause = NULL;
-        input_unref(s->inputs[i]);
+        input_t *in = s->inputs[i];
+        if (in->pause)  /* a receiver still attached lets go of the scheduler */
+            in->pause(in->pause_ud, -1);
+        in->pause = NULL;
+        input_unref(in);
     }
     sh_free(s->inputs);
     s->inputs = NULL;
@@ -396,6 +401,27 @@ uint64_t sh_batch_bytes(const sh_batch_t *b, int input)
     return input >= 0 && input < b->ninputs ? b->in[input].bytes : 0;
 }
 
+/* The record's bytes no longer count as waiting for input i: a paused receiver may resume. */
+static void stop_waiting(batch_input_t *bi)
+{
+    input_t *in = bi->in;
+
+    if (in == NULL || bi->waiting == 0)
+        return;
+    in->held -= bi->waiting;
+    bi->waiting = 0;
+    if (in->paused && in->held < in->max_held / 2)
+        set_paused(in, 0);
+}
+
+void sh_batch_start(sh_batch_t *b)
+{
+    int i;
+
+    for (i = 0; i < b->ninputs; i++)
+        stop_waiting(&b->in[i]);
+}
+
 int sh_batch_hold(sh_batch_t *b, sh_bloblist_t *made)
 {
     return sh_bloblist_move(&b->held, made);
@@ -416,9 +442,7 @@ void sh_batch_release(sh_batch_t *b)
         sh_free(bi->blocks);
         if (in == NULL)
             continue;
-        in->held -= bi->bytes;
-        if (in->paused && in->held < in->max_held / 2)
-            set_paused(in, 0);
+        stop_waiting(bi);
         input_unref(in);
     }
     sh_free(b->in);

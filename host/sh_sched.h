@@ -15,7 +15,8 @@ typedef struct sh_batch_s sh_batch_t;
  * sh_sched_take(). Must not free the scheduler. */
 typedef void (*sh_sched_sealed_cb)(void *ud);
 /* Backpressure for one input: pause(ud, 1) when the input holds max_held bytes not yet
- * processed, pause(ud, 0) when it fell under half of that. */
+ * processed, pause(ud, 0) when it fell under half of that, pause(ud, -1) when the scheduler
+ * is freed while the callback is still set (the receiver must not append any more). */
 typedef void (*sh_sched_pause_cb)(void *ud, int pause);
 
 /* A scheduler whose batches are at first_ms, first_ms + batch_ms, ... (epoch ms). Batch t
@@ -30,8 +31,8 @@ sh_sched_t *sh_sched_new(uv_loop_t *loop, int64_t batch_ms, int64_t first_ms,
 void sh_sched_free(sh_sched_t *s);
 
 /* A new input (receiver) of records of `kind` (SH_BLOB_LINES, ...), cut into blocks of about
- * block_bytes; reading pauses while max_held bytes wait to be processed. Returns the input's
- * index (>= 0) or SH_ENOMEM. */
+ * block_bytes; reading pauses while max_held bytes wait (received, in no batch that has
+ * started). Returns the input's index (>= 0) or SH_ENOMEM. */
 int sh_sched_input_new(sh_sched_t *s, int kind, size_t block_bytes, size_t max_held);
 
 /* Sets (or, with pause NULL, clears) the input's backpressure callback. A receiver that goes
@@ -70,6 +71,10 @@ sh_blob_t *const *sh_batch_blocks(const sh_batch_t *b, int input, size_t *n);
 /* Records and bytes of input i in this batch. */
 uint64_t sh_batch_records(const sh_batch_t *b, int input);
 uint64_t sh_batch_bytes(const sh_batch_t *b, int input);
+/* The batch starts running: its bytes stop counting against its inputs' max_held, so
+ * receivers read the next batch's data while this one is processed (memory in flight: up to
+ * max_held waiting, plus the batches running). */
+void sh_batch_start(sh_batch_t *b);
 /* The record takes over every reference in `made` (blobs the batch's tasks produced); they
  * are dropped when the record is released. 0 or SH_ENOMEM (then `made` is left as it was). */
 int sh_batch_hold(sh_batch_t *b, sh_bloblist_t *made);

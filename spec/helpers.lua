@@ -12,9 +12,21 @@ function M.sc()
     return sc
 end
 
--- A fresh StreamingContext with a short batch interval.
+-- A fresh StreamingContext with a short batch interval (a context an earlier spec left
+-- running is stopped first, so one failure does not fail every spec after it).
 function M.ssc(batch)
+    M.stop_active()
     return sh.StreamingContext(M.sc(), batch or 0.05)
+end
+
+-- Waits until at least `margin` seconds remain before the next multiple of `interval` seconds
+-- of the wall clock (batch times are such multiples): a spec that must see no batch come due
+-- for a while starts there.
+function M.clear_of_batch_boundary(interval, margin)
+    local C = require("streamhost.ffi").C
+    local now = C.sh_ffi_now()
+    local left = interval - now % interval
+    if left < margin then M.sleep(left + 0.05) end
 end
 
 -- Sorts an array of records with the keys module's total order (in place), returns it.

@@ -47,21 +47,28 @@ local function settle()
     end
 end
 
-function M.start(chunk)
-    loop.spawn(chunk, { main = true }, function(co, ok, err)
-        main.done = true
-        if not ok then main.err = trace.user_traceback(co, err) end
-    end)
-    settle()
-    return over()
-end
-
-function M.dispatch()
+-- A stop asked for with sh_host_stop (a signal, another thread): the running context stops
+-- gracefully; without one the job is over.
+local function take_stop()
     if C.sh_ffi_take_stop(shffi.host()) == 1 then
         stop_seen = true
         local s = streaming()
         if s then s.stop_requested() end
     end
+end
+
+function M.start(chunk)
+    loop.spawn(chunk, { main = true }, function(co, ok, err)
+        main.done = true
+        if not ok then main.err = trace.user_traceback(co, err) end
+    end)
+    take_stop()  -- one that came before the start
+    settle()
+    return over()
+end
+
+function M.dispatch()
+    take_stop()
     settle()
     return over()
 end

@@ -48,6 +48,7 @@ int sh_ffi_batch_blocks(sh_batch_t *b, int input, int from, sh_blob_t **out, int
 double sh_ffi_batch_records(sh_batch_t *b, int input);
 double sh_ffi_batch_bytes(sh_batch_t *b, int input);
 void sh_ffi_batch_hold(sh_batch_t *b, sh_bloblist_t *l);
+void sh_ffi_batch_start(sh_batch_t *b);
 void sh_ffi_batch_release(sh_batch_t *b);
 
 sh_blob_t *sh_ffi_blob_new(int kind, const char *data, size_t len, uint32_t reclen, uint32_t count);

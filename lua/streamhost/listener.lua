@@ -18,7 +18,8 @@ setmetatable(StreamingListener, {
 local M = { StreamingListener = StreamingListener, EVENTS = EVENTS }
 
 -- Calls listener:event(info) on every listener that has it, each call in a coroutine of its
--- own (it may wait; the batch does not wait for it). A listener's error is reported on stderr
+-- own that starts at the host's next turn, in the order posted (it may wait, stop the context,
+-- ...; the batch does not wait for it). A listener's error is reported on stderr
 -- and does not stop the job (Spark logs it and goes on).
 function M.post(listeners, event, info)
     local loop = require "streamhost.loop"
@@ -26,7 +27,7 @@ function M.post(listeners, event, info)
     for _, l in ipairs(listeners) do
         local f = l[event]
         if f then
-            loop.spawn(function() f(l, info) end, { listener = event }, function(co, ok, err)
+            loop.spawn_later(function() f(l, info) end, { listener = event }, function(co, ok, err)
                 if not ok then
                     io.stderr:write("streamhost: listener ", event, " failed: ",
                         trace.user_traceback(co, err), "\n")

@@ -18,6 +18,7 @@ local WAIT = setmetatable({}, { __tostring = function() return "streamhost wait"
 local ours = setmetatable({}, { __mode = "k" })  -- coroutine -> { ctx, on_done }
 local ready, nready = {}, 0                       -- coroutines to resume, with their values
 local timers = {}                                  -- { at = ms, fn = f } (unsorted; few at a time)
+local later, nlater = {}, 0                        -- spawns deferred to the next run_ready
 
 local function now_ms()
     return C.sh_ffi_now() * 1000
@@ -57,6 +58,23 @@ function M.spawn(f, ctx, on_done, ...)
     ours[co] = { ctx = ctx, on_done = on_done }
     step(co, ...)
     return co
+end
+
+-- As spawn, but the coroutine starts at the next turn of the dispatch, not inside the caller:
+-- for code (listeners) that must not run in the middle of the host's own bookkeeping.
+function M.spawn_later(f, ctx, on_done)
+    nlater = nlater + 1
+    later[nlater] = { f, ctx, on_done }
+end
+
+-- Starts every deferred coroutine now (a context that stopped delivers its last listener
+-- events before stop() returns, as Spark's listener bus drains at stop).
+function M.flush_later()
+    while nlater > 0 do
+        local batch, n = later, nlater
+        later, nlater = {}, 0
+        for i = 1, n do M.spawn(batch[i][1], batch[i][2], batch[i][3]) end
+    end
 end
 
 -- The running coroutine when it is one of ours and may wait, else nil.
@@ -156,6 +174,14 @@ function M.run_ready()
             progress = true
             t.fn()
         end
+        while nlater > 0 do
+            local batch, n = later, nlater
+            later, nlater = {}, 0
+            for i = 1, n do
+                progress = true
+                M.spawn(batch[i][1], batch[i][2], batch[i][3])
+            end
+        end
         while nready > 0 do
             local batch, n = ready, nready
             ready, nready = {}, 0
@@ -175,14 +201,14 @@ function M.run_ready()
     return earliest
 end
 
--- True when a woken coroutine waits to be resumed.
+-- True when a woken coroutine waits to be resumed, or a deferred one to start.
 function M.has_ready()
-    return nready > 0
+    return nready > 0 or nlater > 0
 end
 
 -- Forgets every timer and woken coroutine (the job is over).
 function M.reset()
-    timers, ready, nready = {}, {}, 0
+    timers, ready, nready, later, nlater = {}, {}, 0, {}, 0
 end
 
 return M

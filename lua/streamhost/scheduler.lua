@@ -93,9 +93,12 @@ function M.run_tasks(sc, tasks, blobs)
     local job = { index = {}, results = {}, made = {}, pending = 0 }
     live[job] = true
     for i, t in ipairs(tasks) do
-        local payload = codec.encode({ plan = t.plan, sink = t.sink, part = t.part })
-        local id = C.sh_ffi_pool_submit(pool, t.affinity or -1, payload, #payload)
-        if id == 0 then error("out of memory submitting a task", 0) end
+        local ok, payload = pcall(codec.encode, { plan = t.plan, sink = t.sink, part = t.part })
+        local id = ok and C.sh_ffi_pool_submit(pool, t.affinity or -1, payload, #payload) or 0
+        if id == 0 then  -- the tasks already submitted still run: wait for them, then raise
+            job.failure = ok and "out of memory submitting a task" or tostring(payload)
+            break
+        end
         job.index[id] = i
         jobs[id] = job
         job.pending = job.pending + 1

@@ -142,8 +142,7 @@ function M.socket(ssc, host, port, storageLevel) -- luacheck: ignore storageLeve
     -- Reports what went wrong at the receiver since the last call (stderr and listeners'
     -- onReceiverError): a failed connect, a lost connection, an over-long line skipped.
     function source.poll_events(self)
-        if self.recv == nil then return end
-        while C.sh_ffi_recv_event(self.recv, kind_out, msg_out) == 1 do
+        while self.recv ~= nil and C.sh_ffi_recv_event(self.recv, kind_out, msg_out) == 1 do
             local msg = shffi.take_string(msg_out[0])
             local kind = kind_out[0]
             if kind == 2 or kind == 3 or kind == 4 then self.report(msg) end

@@ -209,9 +209,10 @@ function StreamingContext:start()
     local sched = C.sh_ffi_sched_new(self.sparkContext._host, self._batch_ms, first)
     if sched == nil then error("out of memory starting the batch scheduler", 2) end
     self._sched = sched
-    self._queue, self._waiters, self._drain_waiters = {}, {}, {}
+    self._queue, self._waiters, self._drain_waiters, self._stop_waiters = {}, {}, {}, {}
     for _, d in ipairs(self._inputs) do
         local s = d._source
+        s.stopped = nil  -- a start that failed before may have stopped it
         s.report = function(msg)
             io.stderr:write("streamhost: ", s.name, ": ", msg, "\n")
             s.lastErrorMessage = msg
@@ -249,6 +250,7 @@ local function drop_queue(ssc)
     for _, batch in ipairs(ssc._queue or {}) do
         C.sh_ffi_batch_release(batch.rec)
         batch.rec = nil
+        for _, d in ipairs(ssc._inputs) do d._generated[batch.time] = nil end
     end
     ssc._queue = {}
 end
@@ -274,8 +276,10 @@ local function finish_stop(ssc, stopSparkContext)
     end
     if stopSparkContext then ssc.sparkContext:stop() end
     ssc._stop_done = true
+    loop.flush_later()  -- the last listener events (onReceiverStopped) before stop returns
     wake_all(ssc._waiters or {})
     wake_all(ssc._drain_waiters or {})
+    wake_all(ssc._stop_waiters or {})
 end
 
 -- Waits (in a coroutine of the host's) until no batch runs and none waits, or `deadline`.
@@ -313,7 +317,7 @@ function StreamingContext:stop(stopSparkContext, stopGracefully)
     if self._stopping then  -- another stop is under way: wait for it
         if stopSparkContext then self._stop_sc = true end
         while not self._stop_done and loop.current() do
-            self._waiters[loop.current()] = true
+            self._stop_waiters[loop.current()] = true
             loop.wait()
         end
         return
@@ -380,6 +384,7 @@ end
 -- Runs the batch's output operations in order, each in a coroutine of its own.
 function StreamingContext:_run_batch(batch)
     local t, info = batch.time, batch.info
+    if batch.rec ~= nil then C.sh_ffi_batch_start(batch.rec) end
     info.processingStartTime = C.sh_ffi_now()
     info.schedulingDelay = info.processingStartTime - info.submissionTime
     self:_post("onBatchStarted", info)
@@ -405,7 +410,9 @@ function StreamingContext:_run_batch(batch)
     -- Stateful streams commit the new state of every partition, or, when the batch failed,
     -- keep the previous one everywhere.
     for d in pairs(batch.touched) do
-        local ok, err = pcall(d._finish_update, d, t, failure == nil)
+        -- A batch still running when its context stopped (a graceful stop that timed out)
+        -- commits nothing: the streams' state was dropped with the context.
+        local ok, err = pcall(d._finish_update, d, t, failure == nil and self._state ~= "stopped")
         if not ok and failure == nil then
             failure = "committing the state of " .. tostring(d) .. ": " .. tostring(err)
             batch.failure = failure
@@ -458,12 +465,10 @@ function M.tick()
     for _, d in ipairs(ssc._inputs) do
         if d._source.poll_events then d._source:poll_events() end
     end
-    if ssc._sched ~= nil then
-        while true do
-            local rec = C.sh_ffi_sched_take(ssc._sched)
-            if rec == nil then break end
-            ssc:_generate(rec)
-        end
+    while ssc._sched ~= nil do
+        local rec = C.sh_ffi_sched_take(ssc._sched)
+        if rec == nil then break end
+        ssc:_generate(rec)
     end
     if ssc._running or #ssc._queue == 0 or ssc._state == "stopped" then return false end
     local batch = table.remove(ssc._queue, 1)

@@ -226,4 +226,100 @@ io.write(tostring(failures[1]), "\n")
         assert.is_true(ok, err)
         assert.matches("the SparkContext stopped while this job ran", out)
     end)
+
+    it("lets a listener stop the context from any event, receiver errors and batch submission included", function()
+        local peer = helpers.line_server()
+        peer:cmd("accept")
+        peer:cmd("close")  -- the receiver loses its peer: onReceiverError
+        local out, err, ok = helpers.run_job(string.format([[
+local sh = require "streamhost"
+local ssc = sh.StreamingContext(sh.SparkContext(nil, "l"), 0.05)
+local seen = {}
+ssc:socketTextStream("127.0.0.1", %d):foreachRDD(function(rdd) rdd:count() end)
+ssc:addStreamingListener(sh.StreamingListener {
+    onReceiverError = function(_, info) seen[#seen + 1] = "error"; ssc:stop(false, true) end,
+})
+ssc:start()
+ssc:awaitTerminationOrTimeout(10)
+io.write("stopped by ", table.concat(seen, ","), "\n")
+local ssc2 = sh.StreamingContext(sh.SparkContext.getOrCreate(), 0.05)
+ssc2:queueStream({}, true, { 1 }):foreachRDD(function(rdd) rdd:count() end)
+ssc2:addStreamingListener(sh.StreamingListener {
+    onBatchSubmitted = function() ssc2:stop(false, false) end,
+})
+ssc2:start()
+ssc2:awaitTerminationOrTimeout(10)
+io.write("second stopped\n")
+]], peer.port))
+        peer:quit()
+        assert.is_true(ok, err)
+        assert.matches("stopped by error", out)
+        assert.matches("second stopped", out)
+    end)
+
+    it("starts a context whose first start failed, and stops it cleanly", function()
+        local peer = helpers.line_server()
+        local dir = helpers.tmpdir() .. "/later"
+        local out, err, ok = helpers.run_job(string.format([[
+local sh = require "streamhost"
+local ssc = sh.StreamingContext(sh.SparkContext(nil, "retry"), 0.05)
+ssc:socketTextStream("127.0.0.1", %d):union(ssc:textFileStream(%q)):foreachRDD(function(rdd) rdd:count() end)
+local ok, err = pcall(ssc.start, ssc)
+io.write("first start: ", tostring(ok), "\n")
+os.execute("mkdir -p %s")
+ssc:start()
+ssc:awaitTerminationOrTimeout(0.3)
+ssc:stop(false, false)
+sh.sleep(0.2)
+io.write("stopped\n")
+]], peer.port, dir, dir))
+        peer:quit()
+        assert.is_true(ok, err)
+        assert.matches("first start: false", out)
+        assert.matches("stopped", out)
+    end)
+
+    it("waits with an infinite timeout without spinning", function()
+        local out, err, ok = helpers.run_job([[
+local sh = require "streamhost"
+local ssc = sh.StreamingContext(sh.SparkContext(nil, "inf"), 0.05)
+local n = 0
+ssc:queueStream({}, true, { 1 }):foreachRDD(function() n = n + 1; if n == 30 then ssc:stop(false) end end)
+local C = require("streamhost.ffi").C
+local t0, c0 = C.sh_ffi_now(), os.clock()
+ssc:start()
+ssc:awaitTerminationOrTimeout(math.huge)
+io.write(string.format("wall %.3f cpu %.3f\n", C.sh_ffi_now() - t0, os.clock() - c0))
+]])
+        assert.is_true(ok, err)
+        local wall, cpu = out:match("wall ([%d.]+) cpu ([%d.]+)")
+        assert.is_truthy(wall, out)
+        assert.is_true(tonumber(cpu) < 0.6 * tonumber(wall), out)
+    end)
+
+    it("commits no state for a batch still running when a graceful stop timed out", function()
+        local state = require "streamhost.state"
+        local ssc = helpers.ssc(0.05)
+        local dir = helpers.tmpdir()
+        ssc:checkpoint(dir)
+        local started = false
+        ssc:queueStream({ { "a" } }, true, { "b" })
+            :transform(function(rdd)
+                started = true
+                return rdd:map(busy(1.5))  -- a batch that outlasts the graceful timeout
+            end)
+            :map(function(w) return { w, 1 } end)
+            :updateStateByKey(function(vs, s) return (s or 0) + #vs end)
+            :foreachRDD(function(rdd) rdd:count() end)
+        ssc:start()
+        assert.is_true(wait_until(ssc, function() return started end, 10))
+        ssc:stop(false, true)  -- graceful: gives up after 10 batch intervals (0.5 s)
+        helpers.sleep(2)       -- the abandoned batch ends meanwhile
+        local held = 0
+        for _, w in ipairs(state.worker_info(sc)) do
+            for _, parts in pairs(w.parts) do held = held + #parts end
+        end
+        os.execute("rm -rf '" .. dir .. "'")
+        assert.are.equal(0, held)
+    end)
 end)
