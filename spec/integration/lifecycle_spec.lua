@@ -271,6 +271,44 @@ describe("StreamingListener batch info", function()
         assert.is_true(#op_done >= 4)
         assert.are.equal(3, info.streamIdToInputInfo[0].numRecords)
     end)
+
+    it("describes every input of a batch: inputStreamId, numRecords, metadata and metadataDescription", function()
+        local ssc = helpers.ssc()
+        local dir = helpers.tmpdir()
+        local infos = {}
+        ssc:addStreamingListener(sh.StreamingListener {
+            onBatchCompleted = function(_, info) infos[#infos + 1] = info end,
+        })
+        local q = ssc:queueStream({ { "a", "b" } })
+        local f = ssc:textFileStream(dir)
+        q:union(f):foreachRDD(function(rdd) rdd:count() end)
+        ssc:start()
+        helpers.write_file(dir .. "/.part.tmp", "x\ny\nz\n")
+        os.rename(dir .. "/.part.tmp", dir .. "/part")
+        local function has_file()
+            for _, info in ipairs(infos) do
+                if info.streamIdToInputInfo[1].numRecords == 3 then return info end
+            end
+        end
+        helpers.wait_for(ssc, has_file, 10)
+        ssc:stop(false)
+        os.execute("rm -rf '" .. dir .. "'")
+        local with_file = has_file()
+        assert.is_truthy(with_file, "no batch read the file")
+        for _, info in ipairs(infos) do
+            for id = 0, 1 do
+                local input = info.streamIdToInputInfo[id]
+                assert.are.equal(id, input.inputStreamId)
+                assert.are.equal("number", type(input.numRecords))
+                assert.are.equal("table", type(input.metadata))
+                assert.are.equal("string", type(input.metadataDescription))
+            end
+        end
+        local file_input = with_file.streamIdToInputInfo[1]
+        assert.are.same({ dir .. "/part" }, file_input.metadata.files)
+        assert.matches("part", file_input.metadataDescription)
+        assert.matches("queueStream: 1 RDD", infos[1].streamIdToInputInfo[0].metadataDescription)
+    end)
 end)
 
 describe("StreamingContext.getOrCreate", function()
