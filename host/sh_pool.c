@@ -104,6 +104,21 @@ static int open_runtime(lua_State *L, int index, char **errmsg)
 }
 
 /* Runs one task through the runtime's run(payload) -> ok, result; fills in t's result. */
+/* After a task: a full collection when the task grew the heap markedly since the last one
+ * (its records are garbage now, and collecting while little is live keeps the worker's peak
+ * near one task's working set); after a task that allocated little (an empty batch's, a
+ * state commit) none, since a full collection costs as much as the live heap, which compiled
+ * traces keep large, and would make small tasks cost tens of milliseconds. */
+static void collect_after_task(lua_State *L, int *kb_after_gc)
+{
+    int kb = lua_gc(L, LUA_GCCOUNT, 0), grew = kb - *kb_after_gc;
+
+    if (grew > 4096 || grew > *kb_after_gc / 4) {
+        lua_gc(L, LUA_GCCOLLECT, 0);
+        *kb_after_gc = lua_gc(L, LUA_GCCOUNT, 0);
+    }
+}
+
 static void run_task(lua_State *L, sh_task_t *t)
 {
     char *err = NULL;
@@ -142,9 +157,6 @@ static void run_task(lua_State *L, sh_task_t *t)
     if (!t->ok)
         sh_bloblist_clear(&t->made);  /* a failed task's blobs go nowhere */
     lua_pop(L, 2);                                       /* run */
-    /* A task's records are garbage once it ends; collecting now, while little is live, is
-     * cheap and keeps the worker's peak memory near one task's working set. */
-    lua_gc(L, LUA_GCCOLLECT, 0);
 }
 
 static void *worker_main(void *arg)
@@ -153,7 +165,7 @@ static void *worker_main(void *arg)
     sh_pool_t *p = w->pool;
     lua_State *L = sh__lua_new(p->lua_dir);
     char *err = NULL;
-    int rc = L ? open_runtime(L, w->index, &err) : SH_ENOMEM;
+    int rc = L ? open_runtime(L, w->index, &err) : SH_ENOMEM, kb_after_gc = 0;
 
     pthread_mutex_lock(&p->mu);
     if (rc) {
@@ -182,6 +194,7 @@ static void *worker_main(void *arg)
         pthread_cond_broadcast(&p->done_cv);
         pthread_mutex_unlock(&p->mu);
         p->wake(p->wake_ud);
+        collect_after_task(L, &kb_after_gc);  /* the driver already has the result */
         pthread_mutex_lock(&p->mu);
     }
     pthread_mutex_unlock(&p->mu);

@@ -109,6 +109,20 @@ function M.run_collect_tasks(sc, tasks)
     return res
 end
 
+-- Runs f(w) once on every worker w (tasks pinned by affinity); returns the results in worker
+-- order.
+function M.on_each_worker(sc, f)
+    local id = require("streamhost.ship").ship(f)
+    local tasks = {}
+    for w = 0, sc.defaultParallelism - 1 do
+        tasks[w + 1] = { plan = { op = "map", fn = id, input = { op = "records", records = { w } } },
+                         sink = { kind = "collect" }, part = w, affinity = w }
+    end
+    local out = {}
+    for w, r in ipairs(M.run_collect_tasks(sc, tasks)) do out[w] = r[1] end
+    return out
+end
+
 -- Waits `seconds` while the host's loop keeps turning (receivers read, batches run).
 function M.sleep(seconds)
     require("streamhost.loop").sleep(seconds)
@@ -203,20 +217,29 @@ function M.capture_stdout(f)
     return table.concat(chunks)
 end
 
--- Runs a job script (its text) in a separate host process; returns its stdout, its stderr and
--- whether it exited with status 0.
-function M.run_job(text, master)
+-- Runs the job script at `path` with `args` (a string, shell-quoted already) in a separate host
+-- process; returns its stdout, its stderr and whether it exited with status 0.
+function M.run_script(path, args, master)
     local dir = M.tmpdir()
-    M.write_file(dir .. "/job.lua", text)
     local host = os.getenv("STREAMHOST") or "host/streamhost"
-    local cmd = string.format("%s --master '%s' %s/job.lua >%s/out 2>%s/err; echo $?",
-        host, master or "local[2]", dir, dir, dir)
+    local cmd = string.format("%s --master '%s' %s %s >%s/out 2>%s/err; echo $?",
+        host, master or "local[2]", path, args or "", dir, dir)
     local p = assert(io.popen(cmd, "r"))
     local status = tonumber(p:read("*a"):match("%d+"))
     p:close()
     local out, err = M.read_file(dir .. "/out"), M.read_file(dir .. "/err")
     os.execute("rm -rf '" .. dir .. "'")
     return out, err, status == 0
+end
+
+-- Runs a job script (its text) in a separate host process; returns its stdout, its stderr and
+-- whether it exited with status 0.
+function M.run_job(text, master)
+    local dir = M.tmpdir()
+    M.write_file(dir .. "/job.lua", text)
+    local out, err, ok = M.run_script(dir .. "/job.lua", nil, master)
+    os.execute("rm -rf '" .. dir .. "'")
+    return out, err, ok
 end
 
 -- The names of the regular files of a directory (sorted), or nil when it cannot be listed.

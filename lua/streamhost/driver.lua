@@ -35,9 +35,10 @@ local function settle()
     local earliest
     for _ = 1, 100000 do
         scheduler.drain_active()
+        earliest = loop.run_ready()
+        -- After the coroutines: a batch that just ended lets the next one start now.
         local s = streaming()
         local started = s and s.tick() or false
-        earliest = loop.run_ready()
         if not started and not loop.has_ready() then break end
     end
     if earliest then

@@ -1,9 +1,11 @@
 -- scripts/bench/sortby_job.lua: the transform(sortBy) job of the batch-loop benchmark: every
 -- batch's transform ships new closures (a sort, and a map capturing a fresh ~20 KB lookup
 -- table), so the function registry and the workers' caches see a new function each batch.
--- Prints the process's RSS at batch 100 and at the last batch.
+-- Prints the registry's live entries and the process's RSS at batch 100 and at the last batch
+-- (spec/integration/batch_loop_spec.lua runs it too).
 -- usage: streamhost sortby_job.lua [BATCH_SECONDS=0.05] [BATCHES=2000]
 local sh = require "streamhost"
+local ship = require "streamhost.ship"
 
 local function rss_kb()
     local f = io.open("/proc/self/status", "r")
@@ -17,7 +19,7 @@ local sc = sh.SparkContext(nil, "sortby-bench")
 local ssc = sh.StreamingContext(sc, interval)
 local words = {}
 for i = 1, 400 do words[i] = "w" .. (i * 7919 % 97) end
-local batches, rss100, behind_max, n_transforms = 0, nil, 0, 0
+local batches, at100, n_transforms = 0, nil, 0
 ssc:queueStream({}, true, sc:parallelize(words, 2))
     :map(function(w) return { w, 1 } end)
     :reduceByKey(function(a, b) return a + b end)
@@ -28,17 +30,21 @@ ssc:queueStream({}, true, sc:parallelize(words, 2))
         return rdd:map(function(kv) return { kv[1], kv[2] + #lookup[1] } end)
                   :sortBy(function(kv) return kv[2] end, false)
     end)
-    :foreachRDD(function(time, rdd)
-        rdd:take(3)
+    :foreachRDD(function(rdd)
+        assert(#rdd:take(3) == 3)
         batches = batches + 1
-        local behind = sh.StreamingContext and (os.time() - time) or 0
-        if behind > behind_max then behind_max = behind end
-        if batches == 100 then rss100 = rss_kb() end
-        if batches == last then
-            io.write(string.format("batches=%d rss_at_100_kb=%d rss_at_%d_kb=%d max_delay_s=%d\n",
-                batches, rss100 or 0, last, rss_kb(), behind_max))
-            io.stdout:flush()
-            ssc:stop(true, false)
+        if batches == 100 or batches == last then
+            collectgarbage()
+            collectgarbage()
+            -- (-1: a host from before the registry counted its entries)
+            local now = { live = ship.registry_stats and ship.registry_stats().live or -1, rss = rss_kb() }
+            if batches == 100 then at100 = now end
+            if batches == last then
+                io.write(string.format("batches=%d registry_live_at_100=%d registry_live_at_%d=%d rss_at_100_kb=%d rss_at_%d_kb=%d\n",
+                    batches, at100.live, last, now.live, at100.rss, last, now.rss))
+                io.stdout:flush()
+                ssc:stop(true, false)
+            end
         end
     end)
 ssc:start()

@@ -74,6 +74,17 @@ counts:foreachRDD(function(time, rdd)
   end
 end)
 
+-- BENCH_TRACE=1: one line per batch on stderr (records; submission, start and end times), to
+-- see where the time goes.
+if os.getenv("BENCH_TRACE") == "1" then
+  ssc:addStreamingListener(sh.StreamingListener {
+    onBatchCompleted = function(_, info)
+      io.stderr:write(string.format("batch %.1f records=%d submitted=%.3f start=%.3f end=%.3f\n",
+        info.batchTime, info.numRecords, info.submissionTime, info.processingStartTime, info.processingEndTime))
+    end,
+  })
+end
+
 local t_start = now()
 ssc:start()
 -- Stop from the script, not from inside foreachRDD (stopping from a batch can deadlock in

@@ -8,20 +8,8 @@
 #include <stdio.h>
 #include <string.h>
 
-static int passed, failed;
+#include "check.h"
 
-#define CHECK(cond, ...)                                                   \
-    do {                                                                   \
-        if (!(cond)) {                                                     \
-            printf("not ok %s: line %d: %s: ", __func__, __LINE__, #cond); \
-            printf(__VA_ARGS__);                                           \
-            printf("\n");                                                  \
-            failed++;                                                      \
-            return;                                                        \
-        }                                                                  \
-    } while (0)
-
-#define OK() do { printf("ok %s\n", __func__); passed++; } while (0)
 
 /* Brings a reader's log position up to date (the tests share the process-wide registry). */
 static uint64_t log_now(void)

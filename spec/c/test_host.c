@@ -8,18 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static int passed, failed;
-
-#define CHECK(cond, ...)                                                   \
-    do {                                                                   \
-        if (!(cond)) {                                                     \
-            printf("not ok %s: line %d: %s: ", __func__, __LINE__, #cond); \
-            printf(__VA_ARGS__);                                           \
-            printf("\n");                                                  \
-            failed++;                                                      \
-            return;                                                        \
-        }                                                                  \
-    } while (0)
+#include "check.h"
 
 static char tmpdir[] = "/tmp/sh_test_host_XXXXXX";
 
@@ -77,8 +66,7 @@ static void test_runs_a_job_and_passes_arguments(void)
     CHECK(read_text("out.txt") && strcmp(read_text("out.txt"), "hello 100 3") == 0, "got '%s'",
           read_text("out.txt") ? read_text("out.txt") : "(none)");
     sh_host_free(h);
-    printf("ok %s\n", __func__);
-    passed++;
+    OK();
 }
 
 static void *stop_later(void *arg)
@@ -117,8 +105,7 @@ static void test_stop_from_another_thread_ends_a_streaming_job_gracefully(void)
     CHECK(read_text("seen.txt") && atoi(read_text("seen.txt")) >= 6, "seen %s",
           read_text("seen.txt") ? read_text("seen.txt") : "(none)");
     sh_host_free(h);
-    printf("ok %s\n", __func__);
-    passed++;
+    OK();
 }
 
 typedef struct {
@@ -189,8 +176,7 @@ static void test_attached_host_runs_on_the_embedders_loop(void)
     uv_run(&loop, UV_RUN_DEFAULT);
     /* Nothing of the host's is left on the embedder's loop. */
     CHECK(uv_loop_close(&loop) == 0, "the host left handles on the embedder's loop");
-    printf("ok %s\n", __func__);
-    passed++;
+    OK();
 }
 
 static void test_syntax_error_names_file_and_line(void)
@@ -203,8 +189,7 @@ static void test_syntax_error_names_file_and_line(void)
     CHECK(sh_host_load(h, script, 0, NULL) < 0, "load accepted a syntax error");
     CHECK(strstr(sh_host_last_error(h), "syntax.lua:2:") != NULL, "error: %s", sh_host_last_error(h));
     sh_host_free(h);
-    printf("ok %s\n", __func__);
-    passed++;
+    OK();
 }
 
 static void test_runtime_error_names_file_and_line(void)
@@ -221,8 +206,7 @@ static void test_runtime_error_names_file_and_line(void)
     CHECK(sh_host_run(h) < 0, "run succeeded");
     CHECK(strstr(sh_host_last_error(h), "boom.lua:3:") != NULL, "error: %s", sh_host_last_error(h));
     sh_host_free(h);
-    printf("ok %s\n", __func__);
-    passed++;
+    OK();
 }
 
 static void test_invalid_master_is_refused(void)
@@ -237,8 +221,7 @@ static void test_invalid_master_is_refused(void)
     CHECK(sh_host_set_master(h, "local[4]") == 0, "refused local[4]");
     CHECK(sh_host_run(h) < 0, "ran with no script");
     sh_host_free(h);
-    printf("ok %s\n", __func__);
-    passed++;
+    OK();
 }
 
 int main(void)

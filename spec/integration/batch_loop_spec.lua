@@ -148,47 +148,10 @@ describe("the batch loop", function()
     it("runs a transform(sortBy) job for 2000 batches with a flat function registry and RSS", function()
         -- In a process of its own, so its RSS is its own. Every batch's transform ships new
         -- closures (a sort, and a map capturing a fresh 20 KB table).
-        local out, err, ok = helpers.run_job([[
-local sh = require "streamhost"
-local ship = require "streamhost.ship"
-local function rss_kb()
-    local f = io.open("/proc/self/status", "r")
-    local s = f:read("*a")
-    f:close()
-    return tonumber(s:match("VmRSS:%s*(%d+)"))
-end
-local sc = sh.SparkContext(nil, "sortby")
-local ssc = sh.StreamingContext(sc, 0.02)
-local words = {}
-for i = 1, 200 do words[i] = "w" .. (i * 7919 % 97) end
-local batches, at100, n_transforms = 0, nil, 0
-ssc:queueStream({}, true, sc:parallelize(words, 2))
-    :map(function(w) return { w, 1 } end)
-    :reduceByKey(function(a, b) return a + b end)
-    :transform(function(rdd)
-        n_transforms = n_transforms + 1  -- a different table every batch: a new closure to ship
-        local lookup = {}
-        for i = 1, 1000 do lookup[i] = string.format("%019d", i + n_transforms) end
-        return rdd:map(function(kv) return { kv[1], kv[2] + #lookup[1] } end)
-                  :sortBy(function(kv) return kv[2] end, false)
-    end)
-    :foreachRDD(function(rdd)
-        assert(#rdd:take(3) == 3)
-        batches = batches + 1
-        if batches == 100 or batches == 2000 then
-            collectgarbage(); collectgarbage()
-            local now = { live = ship.registry_stats().live, rss = rss_kb() }
-            if batches == 100 then at100 = now else
-                io.write(string.format("live %d %d rss %d %d\n", at100.live, now.live, at100.rss, now.rss))
-                ssc:stop(true, false)
-            end
-        end
-    end)
-ssc:start()
-ssc:awaitTermination()
-]])
+        local out, err, ok = helpers.run_script("scripts/bench/sortby_job.lua", "0.02 2000")
         assert.is_true(ok, err)
-        local l100, l2000, r100, r2000 = out:match("live (%d+) (%d+) rss (%d+) (%d+)")
+        local l100, l2000, r100, r2000 = out:match(
+            "registry_live_at_100=(%d+) registry_live_at_2000=(%d+) rss_at_100_kb=(%d+) rss_at_2000_kb=(%d+)")
         assert.is_truthy(l100, out)
         assert.is_true(tonumber(l2000) <= tonumber(l100) + 20,
             string.format("registry: %s live entries at batch 100, %s at 2000", l100, l2000))

@@ -8,19 +8,7 @@ local helpers = require "spec.helpers"
 local ship = require "streamhost.ship"
 local scheduler = require "streamhost.scheduler"
 
--- Runs f(w) once on every worker w (tasks pinned by affinity); returns the results in worker
--- order.
-local function on_each_worker(sc, f)
-    local id = ship.ship(f)
-    local tasks = {}
-    for w = 0, sc.defaultParallelism - 1 do
-        tasks[w + 1] = { plan = { op = "map", fn = id, input = { op = "records", records = { w } } },
-                         sink = { kind = "collect" }, part = w, affinity = w }
-    end
-    local out = {}
-    for w, r in ipairs(helpers.run_collect_tasks(sc, tasks)) do out[w] = r[1] end
-    return out
-end
+local on_each_worker = helpers.on_each_worker
 
 local function live()
     collectgarbage()

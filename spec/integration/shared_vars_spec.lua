@@ -10,18 +10,7 @@ local function next_line()
     return debug.getinfo(2, "l").currentline + 1
 end
 
--- Runs f(w) once on every worker w (pinned tasks); returns the results in worker order.
-local function on_each_worker(sc, f)
-    local id = ship.ship(f)
-    local tasks = {}
-    for w = 0, sc.defaultParallelism - 1 do
-        tasks[w + 1] = { plan = { op = "map", fn = id, input = { op = "records", records = { w } } },
-                         sink = { kind = "collect" }, part = w, affinity = w }
-    end
-    local out = {}
-    for w, r in ipairs(helpers.run_collect_tasks(sc, tasks)) do out[w] = r[1] end
-    return out
-end
+local on_each_worker = helpers.on_each_worker
 
 local function worker_stats(sc)
     return on_each_worker(sc, function() return require("streamhost.shared").stats() end)
