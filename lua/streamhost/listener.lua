@@ -19,19 +19,24 @@ local M = { StreamingListener = StreamingListener, EVENTS = EVENTS }
 
 -- Calls listener:event(info) on every listener that has it, each call in a coroutine of its
 -- own that starts at the host's next turn, in the order posted (it may wait, stop the context,
--- ...; the batch does not wait for it). A listener's error is reported on stderr
--- and does not stop the job (Spark logs it and goes on).
+-- ...; the batch does not wait for it). A listener that raises is reported once on stderr,
+-- with its error, and removed from `listeners`: the job goes on without it.
 function M.post(listeners, event, info)
     local loop = require "streamhost.loop"
     local trace = require "streamhost.trace"
     for _, l in ipairs(listeners) do
         local f = l[event]
         if f then
-            loop.spawn_later(function() f(l, info) end, { listener = event }, function(co, ok, err)
-                if not ok then
-                    io.stderr:write("streamhost: listener ", event, " failed: ",
-                        trace.user_traceback(co, err), "\n")
+            loop.spawn_later(function()
+                if not rawget(l, "_sh_removed") then f(l, info) end
+            end, { listener = event }, function(co, ok, err)
+                if ok or rawget(l, "_sh_removed") then return end
+                rawset(l, "_sh_removed", true)
+                for i = #listeners, 1, -1 do
+                    if listeners[i] == l then table.remove(listeners, i) end
                 end
+                io.stderr:write("streamhost: listener ", event, " failed and was removed: ",
+                    trace.user_traceback(co, err), "\n")
             end)
         end
     end

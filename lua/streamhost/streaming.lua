@@ -168,10 +168,13 @@ function StreamingContext:_post(event, info)
     listener.post(self._listeners, event, info)
 end
 
-local function receiver_info(ssc, d, msg)
+-- Spark's ReceiverInfo: name, streamId, active, location, lastErrorMessage, lastError and
+-- lastErrorTime (epoch seconds; nil before any error).
+local function receiver_info(ssc, d)
     local s = d._source
     return { name = s.name, streamId = s.stream_id, location = s.location,
-             lastErrorMessage = msg or s.lastErrorMessage or "", active = ssc._state == "active" }
+             lastErrorMessage = s.lastErrorMessage or "", lastError = s.lastErrorMessage or "",
+             lastErrorTime = s.lastErrorTime, active = ssc._state == "active" and not s.stopped }
 end
 
 local function stop_inputs(ssc)
@@ -215,8 +218,8 @@ function StreamingContext:start()
         s.stopped = nil  -- a start that failed before may have stopped it
         s.report = function(msg)
             io.stderr:write("streamhost: ", s.name, ": ", msg, "\n")
-            s.lastErrorMessage = msg
-            self:_post("onReceiverError", { receiverInfo = receiver_info(self, d, msg) })
+            s.lastErrorMessage, s.lastErrorTime = msg, C.sh_ffi_now()
+            self:_post("onReceiverError", { receiverInfo = receiver_info(self, d) })
         end
         if s.start then
             local ok, err = pcall(s.start, s, sched)

@@ -272,6 +272,29 @@ describe("StreamingListener batch info", function()
         assert.are.equal(3, info.streamIdToInputInfo[0].numRecords)
     end)
 
+    it("reports a listener that raises once, removes it, and keeps running batches", function()
+        local out, err, ok = helpers.run_job([[
+local sh = require "streamhost"
+local ssc = sh.StreamingContext(sh.SparkContext(nil, "l"), 0.02)
+local calls, batches = 0, 0
+ssc:addStreamingListener(sh.StreamingListener {
+    onBatchCompleted = function() calls = calls + 1; error("listener broke") end,
+})
+ssc:addStreamingListener(sh.StreamingListener {
+    onBatchCompleted = function() batches = batches + 1; if batches == 10 then ssc:stop(false) end end,
+})
+ssc:queueStream({}, true, { 1 }):foreachRDD(function(rdd) rdd:count() end)
+ssc:start()
+ssc:awaitTerminationOrTimeout(10)
+io.write("calls ", calls, " batches ", batches, "\n")
+]])
+        assert.is_true(ok, err)
+        assert.matches("calls 1 batches 10", out)
+        local _, reports = err:gsub("listener onBatchCompleted failed and was removed", "")
+        assert.are.equal(1, reports)
+        assert.matches("job.lua:5: listener broke", err)
+    end)
+
     it("describes every input of a batch: inputStreamId, numRecords, metadata and metadataDescription", function()
         local ssc = helpers.ssc()
         local dir = helpers.tmpdir()

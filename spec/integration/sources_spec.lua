@@ -183,6 +183,17 @@ describe("socketTextStream", function()
         assert.is_true(helpers.wait_for(ssc, function() return #l:errors() >= 1 end, 10),
             "the failed resolve was not reported")
         assert.matches("no%-such%-host%.invalid:9: ", l:errors()[1])
+        -- Spark's ReceiverInfo fields, on the error event.
+        for _, e in ipairs(l.events) do
+            if e[1] == "onReceiverError" then
+                local info = e[2].receiverInfo
+                assert.are.equal("number", type(info.lastErrorTime))
+                assert.is_true(math.abs(info.lastErrorTime - e[3]) < 5)
+                assert.are.equal(info.lastErrorMessage, info.lastError)
+                assert.is_true(info.active)
+                assert.are.equal(0, info.streamId)
+            end
+        end
         assert.are.same({}, all_records(batches))
     end)
 
