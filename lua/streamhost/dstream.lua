@@ -144,11 +144,13 @@ local function default_parallelism(self, numPartitions)
     return numPartitions or self._ssc.sparkContext.defaultParallelism
 end
 
+-- Refuses a numPartitions that is given and not a positive integer, at the caller's caller.
 local function check_partitions(n, level)
     if n ~= nil and (type(n) ~= "number" or n < 1 or n % 1 ~= 0) then
         error("numPartitions must be a positive integer, got " .. tostring(n), level + 1)
     end
 end
+M.check_partitions = check_partitions
 
 -- -- Transformations ---------------------------------------------------------------------
 
@@ -219,11 +221,17 @@ define_unary("combineByKey", function(rdd, d)
     return rdd:_combine(f[1], f[2], f[3], d.args.numPartitions or d._ssc.sparkContext.defaultParallelism)
 end)
 
+-- reduceByKey with its function shipped already (windows reuse the id they checked).
+local function reduce_by_key_id(self, fid, numPartitions)
+    return unary(self, "combineByKey", { fns = { rddmod.identity_id(), fid, fid },
+                                         args = { numPartitions = numPartitions, reduce = true } })
+end
+M.reduce_by_key_id = reduce_by_key_id
+
 function DStream:reduceByKey(func, numPartitions)
     local fid = check_ship(func, "reduceByKey")
     check_partitions(numPartitions, 2)
-    return unary(self, "combineByKey", { fns = { rddmod.identity_id(), fid, fid },
-                                         args = { numPartitions = numPartitions, reduce = true } })
+    return reduce_by_key_id(self, fid, numPartitions)
 end
 
 function DStream:combineByKey(createCombiner, mergeValue, mergeCombiners, numPartitions)

@@ -174,13 +174,9 @@ function M.run_ready()
             progress = true
             t.fn()
         end
-        while nlater > 0 do
-            local batch, n = later, nlater
-            later, nlater = {}, 0
-            for i = 1, n do
-                progress = true
-                M.spawn(batch[i][1], batch[i][2], batch[i][3])
-            end
+        if nlater > 0 then
+            progress = true
+            M.flush_later()
         end
         while nready > 0 do
             local batch, n = ready, nready

@@ -118,7 +118,6 @@ local function record_blocks(rec, input)
     until n < 256
     return blobs
 end
-M.record_blocks = record_blocks
 
 function M.socket(ssc, host, port, storageLevel) -- luacheck: ignore storageLevel
     if type(host) ~= "string" or host == "" then error("socketTextStream expects a host name", 3) end
@@ -149,9 +148,9 @@ function M.socket(ssc, host, port, storageLevel) -- luacheck: ignore storageLeve
         end
     end
     function source.generate(self, _, rec)
-        local blobs = (rec ~= nil and self.input) and record_blocks(rec, self.input) or {}
-        local n, bytes = 0, 0
+        local blobs, n, bytes = {}, 0, 0
         if rec ~= nil and self.input then
+            blobs = record_blocks(rec, self.input)
             n, bytes = C.sh_ffi_batch_records(rec, self.input), C.sh_ffi_batch_bytes(rec, self.input)
         end
         return rddmod.from_blobs(sc, spread(blobs, sc.defaultParallelism)),

@@ -175,10 +175,8 @@ end)
 function DStream:updateStateByKey(updateFunc, numPartitions, initialRDD)
     local fn = dstream.check_ship(updateFunc, "updateStateByKey")
     local sc = self._ssc.sparkContext
+    dstream.check_partitions(numPartitions, 2)
     local n = numPartitions or sc.defaultParallelism
-    if type(n) ~= "number" or n < 1 or n % 1 ~= 0 then
-        error("numPartitions must be a positive integer, got " .. tostring(numPartitions), 2)
-    end
     if initialRDD ~= nil and getmetatable(initialRDD) ~= rddmod.RDD then
         if type(initialRDD) ~= "table" then
             error("updateStateByKey: initialRDD must be an RDD or an array of {key, state}", 2)

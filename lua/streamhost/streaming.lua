@@ -11,7 +11,6 @@ require "streamhost.window"  -- windowed and stateful DStream methods
 require "streamhost.state"
 local sources = require "streamhost.sources"
 local listener = require "streamhost.listener"
-local rddmod = require "streamhost.rdd"
 
 local C = shffi.C
 local floor = math.floor
@@ -379,11 +378,6 @@ function StreamingContext:_generate(rec)
     self:_post("onBatchSubmitted", batch.info)
 end
 
--- A failed batch's error as the user reads it: the message, then the job's own frames.
-local function batch_error(co, err)
-    return trace.user_traceback(co, err)
-end
-
 -- Runs the batch's output operations in order, each in a coroutine of its own.
 function StreamingContext:_run_batch(batch)
     local t, info = batch.time, batch.info
@@ -401,7 +395,7 @@ function StreamingContext:_run_batch(batch)
         local ok, err = loop.run(function()
             local rdd = out.dstream:_get(t)
             if rdd then out.func(rdd, t) end
-        end, batch_error)
+        end, trace.user_traceback)  -- the message, then the job's own frames
         op.endTime = C.sh_ffi_now()
         if not ok then
             op.failureReason = tostring(err)
@@ -427,8 +421,6 @@ function StreamingContext:_run_batch(batch)
     info.processingEndTime = C.sh_ffi_now()
     info.processingDelay = info.processingEndTime - info.processingStartTime
     info.totalDelay = info.schedulingDelay + info.processingDelay
-    self._last_batch_ms = t
-    self._batches_done = (self._batches_done or 0) + 1
     self:_post("onBatchCompleted", info)
 end
 

@@ -8,7 +8,7 @@ local state = require "streamhost.state"
 local NULL = require "streamhost.null"
 
 local DStream = dstream.DStream
-local check_ship = dstream.check_ship
+local check_ship, check_partitions = dstream.check_ship, dstream.check_partitions
 local type, ipairs, error, floor = type, ipairs, error, math.floor
 
 local M = {}
@@ -42,12 +42,6 @@ local function window_params(parent, windowDuration, slideDuration, level)
     return w, s
 end
 M.window_params = window_params
-
-local function check_partitions(n, level)
-    if n ~= nil and (type(n) ~= "number" or n < 1 or n % 1 ~= 0) then
-        error("numPartitions must be a positive integer, got " .. tostring(n), level + 1)
-    end
-end
 
 -- The parent's RDDs of the times in (from, to], oldest first; times up to the context's zero
 -- time (before the first batch) have none.
@@ -121,16 +115,22 @@ local function incremental(reduced, fn, inv, filter, w, s, n)
     return d
 end
 
-local function reduce_by_key_and_window(self, func, invFunc, w, s, numPartitions, filterFunc)
+-- fids: the shipped ids of func, invFunc and filterFunc (the last two may be nil).
+local function reduce_by_key_and_window(self, fids, w, s, numPartitions)
     local n = numPartitions or self._ssc.sparkContext.defaultParallelism
-    local reduced = self:reduceByKey(func, n)
-    if invFunc == nil then
-        return windowed(reduced, w, s):reduceByKey(func, n)
+    local reduced = dstream.reduce_by_key_id(self, fids[1], n)
+    if fids[2] == nil then
+        return dstream.reduce_by_key_id(windowed(reduced, w, s), fids[1], n)
     end
-    return incremental(reduced, check_ship(func, "reduceByKeyAndWindow", 3),
-        check_ship(invFunc, "reduceByKeyAndWindow (invFunc)", 3),
-        filterFunc and check_ship(filterFunc, "reduceByKeyAndWindow (filterFunc)", 3),
-        w, s, n)
+    return incremental(reduced, fids[1], fids[2], fids[3], w, s, n)
+end
+
+-- Ships reduceByKeyAndWindow's functions once, naming each in its refusal.
+local function ship_window_fns(func, invFunc, filterFunc, what, level)
+    level = level + 1
+    return { check_ship(func, what, level),
+             invFunc ~= nil and check_ship(invFunc, what .. " (invFunc)", level) or nil,
+             filterFunc ~= nil and check_ship(filterFunc, what .. " (filterFunc)", level) or nil }
 end
 
 -- reduceByKey over a sliding window; with invFunc incremental (new = old + entered - left),
@@ -138,11 +138,9 @@ end
 -- durations are checked first, then the functions.
 function DStream:reduceByKeyAndWindow(func, invFunc, windowDuration, slideDuration, numPartitions, filterFunc)
     local w, s = window_params(self, windowDuration, slideDuration)
-    check_ship(func, "reduceByKeyAndWindow")
-    if invFunc ~= nil then check_ship(invFunc, "reduceByKeyAndWindow (invFunc)") end
-    if filterFunc ~= nil then check_ship(filterFunc, "reduceByKeyAndWindow (filterFunc)") end
+    local fids = ship_window_fns(func, invFunc, filterFunc, "reduceByKeyAndWindow", 2)
     check_partitions(numPartitions, 2)
-    return reduce_by_key_and_window(self, func, invFunc, w, s, numPartitions, filterFunc)
+    return reduce_by_key_and_window(self, fids, w, s, numPartitions)
 end
 
 -- -- Built on reduceByKeyAndWindow (as pyspark builds them) --------------------------------------
@@ -169,25 +167,26 @@ local function drop_prefix(a, b)  -- the values that left are the oldest ones, a
 end
 local function non_empty(kv) return #kv[2] > 0 end
 
-local function reduce_by_window(self, reduceFunc, invReduceFunc, w, s)
-    if invReduceFunc == nil then
+-- fids: the shipped ids of the reduce function and, for an incremental window, its inverse.
+local function reduce_by_window(self, reduceFunc, fids, w, s)
+    if fids[2] == nil then
         return windowed(self:reduce(reduceFunc), w, s):reduce(reduceFunc)
     end
-    return reduce_by_key_and_window(self:map(key_one), reduceFunc, invReduceFunc, w, s, 1):map(second)
+    return reduce_by_key_and_window(self:map(key_one), fids, w, s, 1):map(second)
 end
 
 -- One record per window: its records reduced with reduceFunc (incremental with invReduceFunc).
 function DStream:reduceByWindow(reduceFunc, invReduceFunc, windowDuration, slideDuration)
     local w, s = window_params(self, windowDuration, slideDuration)
-    check_ship(reduceFunc, "reduceByWindow")
-    if invReduceFunc ~= nil then check_ship(invReduceFunc, "reduceByWindow (invReduceFunc)") end
-    return reduce_by_window(self, reduceFunc, invReduceFunc, w, s)
+    local fids = { check_ship(reduceFunc, "reduceByWindow"),
+                   invReduceFunc ~= nil and check_ship(invReduceFunc, "reduceByWindow (invReduceFunc)") or nil }
+    return reduce_by_window(self, reduceFunc, fids, w, s)
 end
 
 -- One record per window: the number of its records (incremental).
 function DStream:countByWindow(windowDuration, slideDuration)
     local w, s = window_params(self, windowDuration, slideDuration)
-    return reduce_by_window(self:map(one), add, sub, w, s)
+    return reduce_by_window(self:map(one), add, ship_window_fns(add, sub, nil, "countByWindow", 2), w, s)
 end
 
 -- {value, count} for every distinct value of the window (incremental; values whose count fell
@@ -195,7 +194,8 @@ end
 function DStream:countByValueAndWindow(windowDuration, slideDuration, numPartitions)
     local w, s = window_params(self, windowDuration, slideDuration)
     check_partitions(numPartitions, 2)
-    return reduce_by_key_and_window(self:map(pair_one), add, sub, w, s, numPartitions, positive)
+    return reduce_by_key_and_window(self:map(pair_one),
+        ship_window_fns(add, sub, positive, "countByValueAndWindow", 2), w, s, numPartitions)
 end
 
 -- {k, {values}} for every key of the window, values oldest first (incremental, as pyspark;
@@ -203,8 +203,8 @@ end
 function DStream:groupByKeyAndWindow(windowDuration, slideDuration, numPartitions)
     local w, s = window_params(self, windowDuration, slideDuration)
     check_partitions(numPartitions, 2)
-    return reduce_by_key_and_window(self:mapValues(list_of), extend, drop_prefix, w, s,
-        numPartitions, non_empty)
+    return reduce_by_key_and_window(self:mapValues(list_of),
+        ship_window_fns(extend, drop_prefix, non_empty, "groupByKeyAndWindow", 2), w, s, numPartitions)
 end
 
 return M
