@@ -177,6 +177,16 @@ static int sync_dir(const char *dir)
 int sh_ckpt_write(const char *dir, const char *name, const void *data, size_t len,
                   char **errmsg)
 {
+    sh_ckpt_piece_t piece = { data, len };
+
+    return sh_ckpt_writev(dir, name, &piece, 1, errmsg);
+}
+
+int sh_ckpt_writev(const char *dir, const char *name, const sh_ckpt_piece_t *pieces,
+                   size_t npieces, char **errmsg)
+{
+    uint64_t len = 0;
+    uint32_t crc = 0;
     unsigned char hdr[SH_CKPT_HEADER_SIZE];
     char *path = NULL, *tmp = NULL;
     const char *what;
@@ -198,10 +208,14 @@ int sh_ckpt_write(const char *dir, const char *name, const void *data, size_t le
         goto out;
     }
 
+    for (size_t i = 0; i < npieces; i++) {
+        len += pieces[i].len;
+        crc = sh__ckpt_crc32c(crc, pieces[i].data, pieces[i].len);
+    }
     memcpy(hdr, SH_CKPT_MAGIC, 4);
     put_u32(hdr + 4, SH_CKPT_VERSION);
-    put_u64(hdr + 8, (uint64_t) len);
-    put_u32(hdr + 16, sh__ckpt_crc32c(0, data, len));
+    put_u64(hdr + 8, len);
+    put_u32(hdr + 16, crc);
     put_u32(hdr + 20, sh__ckpt_crc32c(0, hdr, 20));
 
     fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
@@ -212,8 +226,11 @@ int sh_ckpt_write(const char *dir, const char *name, const void *data, size_t le
         goto out;  /* nothing was created, so nothing to remove */
     }
     what = "write";
-    if ((err = write_all(fd, hdr, sizeof hdr)) != 0 || (err = write_all(fd, data, len)) != 0)
+    if ((err = write_all(fd, hdr, sizeof hdr)) != 0)
         goto fail_unlink;
+    for (size_t i = 0; i < npieces; i++)
+        if ((err = write_all(fd, pieces[i].data, pieces[i].len)) != 0)
+            goto fail_unlink;
     what = "fsync";
     if (fsync(fd) != 0) {
         err = SH__ERR(errno);

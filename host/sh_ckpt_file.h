@@ -40,6 +40,17 @@
 int sh_ckpt_write(const char *dir, const char *name, const void *data, size_t len,
                   char **errmsg);
 
+/* A part of a payload that sh_ckpt_writev writes. */
+typedef struct sh_ckpt_piece_s {
+    const void *data;
+    size_t len;
+} sh_ckpt_piece_t;
+
+/* sh_ckpt_write of a payload given in `npieces` parts, written one after the other (the
+ * checksum covers them as one payload). Same contract; the pieces stay the caller's. */
+int sh_ckpt_writev(const char *dir, const char *name, const sh_ckpt_piece_t *pieces,
+                   size_t npieces, char **errmsg);
+
 /* Reads and verifies the checkpoint file at `path`. On success returns 0 with *data a new
  * buffer of *len payload bytes (caller frees with sh_free; one NUL byte follows the payload,
  * not counted in *len). On failure returns a negative code, sets *data = NULL and *len = 0, and

@@ -1,5 +1,6 @@
 /* sh_files.c: directory listing, path globbing and whole-file reads into blobs, for
- * textFileStream, binaryRecordsStream and SparkContext.textFile. */
+ * textFileStream, binaryRecordsStream and SparkContext.textFile; and the durable directory
+ * operations of outputs and checkpoints (create, fsync, replace). */
 #include "sh_blob.h"
 #include "sh_common.h"
 
@@ -15,15 +16,10 @@
 
 static char *errorf(const char *what, const char *path, int e)
 {
-    char buf[4096];
+    char buf[8400];
 
     snprintf(buf, sizeof buf, "%s %s: %s", what, path, strerror(e));
     return sh__strdup(buf);
-}
-
-static int cmp_names(const void *a, const void *b)
-{
-    return strcmp(*(char *const *) a, *(char *const *) b);
 }
 
 /* Packs n names into NUL-terminated names back to back in a new *out (free with sh_free), *len
@@ -48,20 +44,29 @@ static int pack_names(char *const *list, size_t n, char **out, size_t *len)
     return 0;
 }
 
-/* Lists the regular files of `dir` whose names do not start with '.', sorted by name, as
- * NUL-terminated names back to back in *names (free with sh_ffi_free), *len bytes in all.
- * Returns the number of names, or -1 with *errmsg set (free with sh_ffi_free). */
-SH_EXPORT int sh_ffi_dir_list(const char *dir, char **names, size_t *len, char **errmsg)
+/* A file of a directory listing: its name and modification time. */
+typedef struct {
+    char *name;
+    int64_t mtime_ms;
+} entry_t;
+
+static int cmp_entries(const void *a, const void *b)
+{
+    return strcmp(((const entry_t *) a)->name, ((const entry_t *) b)->name);
+}
+
+/* The regular files of `dir` whose names do not start with '.', sorted by name, in a new
+ * array *out of *n entries (free with free_entries). 0, or -1 with *errmsg set. */
+static int list_entries(const char *dir, entry_t **out, size_t *n, char **errmsg)
 {
     DIR *d = opendir(dir);
     struct dirent *e;
-    char **list = NULL, path[4096];
-    size_t n = 0, cap = 0, i;
-    int rc = -1;
+    entry_t *list = NULL;
+    size_t cap = 0;
+    char path[4096];
 
-    *names = NULL;
-    *len = 0;
-    *errmsg = NULL;
+    *out = NULL;
+    *n = 0;
     if (d == NULL) {
         *errmsg = errorf("cannot list directory", dir, errno);
         return -1;
@@ -74,29 +79,75 @@ SH_EXPORT int sh_ffi_dir_list(const char *dir, char **names, size_t *len, char *
         snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
         if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
             continue;
-        if (n == cap) {
-            char **nl = sh_realloc(list, (cap = cap ? cap * 2 : 16) * sizeof(*nl));
+        if (*n == cap) {
+            entry_t *nl = sh_realloc(list, (cap = cap ? cap * 2 : 16) * sizeof(*nl));
             if (nl == NULL)
-                goto out;
+                goto oom;
             list = nl;
         }
-        if ((list[n] = sh__strdup(e->d_name)) == NULL)
-            goto out;
-        n++;
+        if ((list[*n].name = sh__strdup(e->d_name)) == NULL)
+            goto oom;
+        list[*n].mtime_ms = (int64_t) st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000;
+        (*n)++;
     }
-    if (n > 1)  /* list is NULL for an empty directory, which qsort must not be given */
-        qsort(list, n, sizeof(*list), cmp_names);
-    if (pack_names(list, n, names, len) != 0)
-        goto out;
-    rc = (int) n;
-out:
-    if (rc < 0)
-        *errmsg = sh__strdup("out of memory listing a directory");
-    for (i = 0; i < n; i++)
-        sh_free(list[i]);
-    sh_free(list);
     closedir(d);
-    return rc;
+    if (*n > 1)  /* list is NULL for an empty directory, which qsort must not be given */
+        qsort(list, *n, sizeof(*list), cmp_entries);
+    *out = list;
+    return 0;
+oom:
+    closedir(d);
+    for (size_t i = 0; i < *n; i++)
+        sh_free(list[i].name);
+    sh_free(list);
+    *n = 0;
+    *errmsg = sh__strdup("out of memory listing a directory");
+    return -1;
+}
+
+static void free_entries(entry_t *list, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        sh_free(list[i].name);
+    sh_free(list);
+}
+
+/* Lists the regular files of `dir` whose names do not start with '.', sorted by name, as
+ * NUL-terminated names back to back in *names (free with sh_ffi_free), *len bytes in all; with
+ * `with_mtime`, each name is followed by its modification time in epoch milliseconds, in
+ * decimal, NUL-terminated too. Returns the number of files, or -1 with *errmsg set (free with
+ * sh_ffi_free). Any thread. */
+SH_EXPORT int sh_ffi_dir_list(const char *dir, int with_mtime, char **names, size_t *len,
+                              char **errmsg)
+{
+    entry_t *list;
+    size_t n, total = 0, off = 0;
+    char *p;
+
+    *names = NULL;
+    *len = 0;
+    *errmsg = NULL;
+    if (list_entries(dir, &list, &n, errmsg) != 0)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        total += strlen(list[i].name) + 1 + (with_mtime ? 24 : 0);
+    if ((p = sh_malloc(total)) == NULL) {
+        free_entries(list, n);
+        *errmsg = sh__strdup("out of memory listing a directory");
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        size_t l = strlen(list[i].name) + 1;
+
+        memcpy(p + off, list[i].name, l);
+        off += l;
+        if (with_mtime)
+            off += (size_t) snprintf(p + off, 24, "%lld", (long long) list[i].mtime_ms) + 1;
+    }
+    free_entries(list, n);
+    *names = p;
+    *len = off;
+    return (int) n;
 }
 
 /* What `path` names: 2 a directory, 1 anything else that exists, 0 nothing (or nothing this
@@ -259,4 +310,102 @@ SH_EXPORT sh_blob_t *sh_ffi_file_read_fixed(const char *path, uint32_t reclen, s
     b->reclen = reclen;
     b->count = (uint32_t) (b->len / reclen);
     return b;
+}
+
+/* -- Durable directory operations ------------------------------------------ */
+
+/* Creates directory `path` and its missing parents (mode 0755). 0, or -1 with *errmsg set
+ * (free with sh_ffi_free) naming the path that could not be made. Any thread. */
+SH_EXPORT int sh_ffi_mkdirs(const char *path, char **errmsg)
+{
+    char buf[4096];
+    size_t len = strlen(path);
+
+    *errmsg = NULL;
+    if (len == 0 || len >= sizeof buf) {
+        *errmsg = errorf("cannot create directory", path, len ? ENAMETOOLONG : ENOENT);
+        return -1;
+    }
+    memcpy(buf, path, len + 1);
+    for (char *p = buf + 1; ; p++) {
+        if (*p == '/' || *p == '\0') {
+            char c = *p;
+            struct stat st;
+
+            *p = '\0';
+            if (mkdir(buf, 0755) != 0 && errno != EEXIST) {
+                *errmsg = errorf("cannot create directory", buf, errno);
+                return -1;
+            }
+            if (stat(buf, &st) != 0 || !S_ISDIR(st.st_mode)) {
+                *errmsg = errorf("cannot create directory", buf, ENOTDIR);
+                return -1;
+            }
+            *p = c;
+            if (c == '\0')
+                break;
+        }
+    }
+    return 0;
+}
+
+/* fsyncs the file or directory at `path`, so what was written there survives a crash. 0, or
+ * -1 with *errmsg set (free with sh_ffi_free). File systems that cannot fsync a directory
+ * (EINVAL) count as done. Any thread. */
+SH_EXPORT int sh_ffi_fsync_path(const char *path, char **errmsg)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+    *errmsg = NULL;
+    if (fd < 0) {
+        *errmsg = errorf("cannot open for fsync", path, errno);
+        return -1;
+    }
+    if (fsync(fd) != 0 && errno != EINVAL) {
+        *errmsg = errorf("cannot fsync", path, errno);
+        close(fd);
+        return -1;
+    }
+    close(fd);
+    return 0;
+}
+
+/* Puts directory `tmp` in the place of `path` in one step: renamed when `path` does not exist,
+ * else exchanged with it (renameat2 RENAME_EXCHANGE), so a reader sees the old directory or
+ * the new one, never none; the old one is then at `tmp`, for the caller to remove. Returns 1
+ * when an old directory was exchanged, 0 when there was none, -1 with *errmsg set (free with
+ * sh_ffi_free). The parent directory is fsynced. Any thread. */
+SH_EXPORT int sh_ffi_replace_dir(const char *tmp, const char *path, char **errmsg)
+{
+    char parent[4096];
+    const char *slash = strrchr(path, '/');
+    int exchanged = 0;
+
+    *errmsg = NULL;
+    if (renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_NOREPLACE) != 0) {
+        if (errno != EEXIST) {
+            char buf[8400];
+
+            snprintf(buf, sizeof buf, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
+            *errmsg = sh__strdup(buf);
+            return -1;
+        }
+        if (renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_EXCHANGE) != 0) {
+            char buf[8400];
+
+            snprintf(buf, sizeof buf, "cannot replace %s with %s: %s", path, tmp, strerror(errno));
+            *errmsg = sh__strdup(buf);
+            return -1;
+        }
+        exchanged = 1;
+    }
+    if (slash == NULL)
+        snprintf(parent, sizeof parent, ".");
+    else if (slash == path)
+        snprintf(parent, sizeof parent, "/");
+    else
+        snprintf(parent, sizeof parent, "%.*s", (int) (slash - path), path);
+    if (sh_ffi_fsync_path(parent, errmsg) != 0)
+        return -1;
+    return exchanged;
 }

@@ -166,7 +166,8 @@ end
 
 function SparkContext:setCheckpointDir(dir)
     if type(dir) ~= "string" then error("setCheckpointDir expects a directory path", 2) end
-    os.execute("mkdir -p '" .. dir:gsub("'", "'\\''") .. "'")
+    local ok, err = pcall(require("streamhost.files").mkdirs, dir)
+    if not ok then error("setCheckpointDir: " .. tostring(err), 2) end
     self._checkpoint_dir = dir
 end
 

@@ -183,13 +183,13 @@ end
 local COUNT_ID, SUM_ID  -- shipped once, on first use
 
 -- One record per batch: the number of records (0 for an empty batch).
-define_unary("count", function(rdd)
-    return rdd:_narrow("mapPartitions", COUNT_ID):coalesce(1):_narrow("mapPartitions", SUM_ID)
+define_unary("count", function(rdd, d)
+    return rdd:_narrow("mapPartitions", d.fns[1]):coalesce(1):_narrow("mapPartitions", d.fns[2])
 end)
 function DStream:count()
     COUNT_ID = COUNT_ID or ship.ship(count_partition)
     SUM_ID = SUM_ID or ship.ship(sum_partition)
-    return unary(self, "count")
+    return unary(self, "count", { fns = { COUNT_ID, SUM_ID } })
 end
 
 -- One record per batch (none for an empty batch): all records reduced with f.

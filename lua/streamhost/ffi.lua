@@ -65,7 +65,10 @@ void sh_ffi_fn_stats(size_t *live, size_t *bytes);
 uint32_t sh_ffi_hash_bytes(const char *s, size_t len, uint32_t seed);
 uint32_t sh_ffi_hash_number(double x, uint32_t seed);
 
-int sh_ffi_dir_list(const char *dir, char **names, size_t *len, char **errmsg);
+int sh_ffi_dir_list(const char *dir, int with_mtime, char **names, size_t *len, char **errmsg);
+int sh_ffi_mkdirs(const char *path, char **errmsg);
+int sh_ffi_fsync_path(const char *path, char **errmsg);
+int sh_ffi_replace_dir(const char *tmp, const char *path, char **errmsg);
 int sh_ffi_path_kind(const char *path);
 int sh_ffi_glob(const char *pattern, char **names, size_t *len, char **errmsg);
 sh_blob_t *sh_ffi_file_read_lines(const char *path, char **errmsg);
@@ -81,6 +84,24 @@ sh_text_server_t *sh_ffi_text_server_start(sh_host_t *h, const char *text, size_
                                            double lines_per_second, int port,
                                            int *bound_port, char **errmsg);
 void sh_ffi_text_server_stop(sh_text_server_t *s);
+
+typedef struct sh_ckpt_writer_s sh_ckpt_writer_t;
+typedef struct sh_ckpt_job_s sh_ckpt_job_t;
+sh_ckpt_writer_t *sh_ffi_ckpt_writer_new(sh_host_t *h, char **errmsg);
+void sh_ffi_ckpt_writer_free(sh_ckpt_writer_t *w);
+sh_ckpt_job_t *sh_ffi_ckpt_job_new(const char *dir, const char *name);
+int sh_ffi_ckpt_job_add_bytes(sh_ckpt_job_t *j, const char *bytes, size_t len);
+int sh_ffi_ckpt_job_add_blob(sh_ckpt_job_t *j, sh_blob_t *b);
+int sh_ffi_ckpt_job_keep_newest(sh_ckpt_job_t *j, const char *prefix, double keep);
+int sh_ffi_ckpt_job_remove_below(sh_ckpt_job_t *j, const char *prefix, double below);
+void sh_ffi_ckpt_job_free(sh_ckpt_job_t *j);
+double sh_ffi_ckpt_submit(sh_ckpt_writer_t *w, sh_ckpt_job_t *j);
+int sh_ffi_ckpt_next_done(sh_ckpt_writer_t *w, double *id, int *rc, char **errmsg);
+void sh_ffi_ckpt_drain(sh_ckpt_writer_t *w);
+int sh_ffi_ckpt_write(const char *dir, const char *name, const char *data, size_t len, char **errmsg);
+int sh_ffi_ckpt_read(const char *path, char **data, size_t *len, char **errmsg);
+int sh_ffi_ckpt_list(const char *dir, const char *prefix, char **names, size_t *len, char **errmsg);
+uint32_t sh_ffi_crc32c(uint32_t crc, const char *data, size_t len);
 ]]
 
 local M = {

@@ -17,9 +17,41 @@ end
 
 -- Names of the visible regular files of dir, sorted; nil, err when dir cannot be listed.
 function M.list(dir)
-    local n = C.sh_ffi_dir_list(dir, names_out, len_out, err_out)
+    local n = C.sh_ffi_dir_list(dir, 0, names_out, len_out, err_out)
     if n < 0 then return nil, shffi.take_string(err_out[0]) end
     return split_names(shffi.take_string(names_out[0], len_out[0]))
+end
+
+-- The visible regular files of dir, sorted by name: an array of names and a table of their
+-- modification times (epoch ms) by name; nil, err when dir cannot be listed.
+function M.list_mtimes(dir)
+    local n = C.sh_ffi_dir_list(dir, 1, names_out, len_out, err_out)
+    if n < 0 then return nil, shffi.take_string(err_out[0]) end
+    local flat = split_names(shffi.take_string(names_out[0], len_out[0]))
+    local names, mtimes = {}, {}
+    for i = 1, #flat, 2 do
+        names[#names + 1] = flat[i]
+        mtimes[flat[i]] = tonumber(flat[i + 1])
+    end
+    return names, mtimes
+end
+
+-- Creates a directory and its missing parents; raises an error naming the path otherwise.
+function M.mkdirs(path)
+    if C.sh_ffi_mkdirs(path, err_out) ~= 0 then error(shffi.take_string(err_out[0]), 0) end
+end
+
+-- fsyncs a file or directory; raises an error naming the path when it fails.
+function M.fsync(path)
+    if C.sh_ffi_fsync_path(path, err_out) ~= 0 then error(shffi.take_string(err_out[0]), 0) end
+end
+
+-- Puts directory tmp in the place of path in one step; returns true when an old directory was
+-- replaced (it is now at tmp). Raises an error naming the paths when it cannot.
+function M.replace_dir(tmp, path)
+    local r = C.sh_ffi_replace_dir(tmp, path, err_out)
+    if r < 0 then error(shffi.take_string(err_out[0]), 0) end
+    return r == 1
 end
 
 -- The paths that match a shell pattern (* ? [...] {a,b}), sorted; nil, err on a read error.

@@ -6,6 +6,7 @@ local EVENTS = {
     "onStreamingStarted", "onBatchSubmitted", "onBatchStarted", "onBatchCompleted",
     "onOutputOperationStarted", "onOutputOperationCompleted", "onReceiverStarted",
     "onReceiverError", "onReceiverStopped",
+    "onCheckpointError",  -- an extension: a checkpoint write failed (the job goes on)
 }
 for _, name in ipairs(EVENTS) do
     StreamingListener[name] = function() end

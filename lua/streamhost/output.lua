@@ -34,8 +34,10 @@ M.remove_dir = remove_dir
 
 local counter = 0
 
--- Calls write(tmpdir) to fill a fresh directory, adds _SUCCESS and renames it to `path`.
--- With replace, an existing `path` (a replayed batch) is replaced; without, it is an error.
+-- Calls write(tmpdir) to fill a fresh directory, adds _SUCCESS, fsyncs what it holds and puts
+-- it in the place of `path` in one step (a reader sees the old directory or the new one, never
+-- a mix or none). Missing parent directories are made, as Hadoop does. With replace, an
+-- existing `path` (a replayed batch) is replaced; without, it is an error.
 function M.save_dir(path, write, replace)
     if exists(path) and not replace then
         error("Output directory " .. path .. " already exists", 3)
@@ -44,6 +46,8 @@ function M.save_dir(path, write, replace)
     local parent, base = path:match("^(.*)/([^/]+)/*$")
     if not parent then parent, base = ".", path end
     if parent == "" then parent = "/" end
+    local made, merr = pcall(files.mkdirs, parent)
+    if not made then error(merr, 3) end
     local tmp = string.format("%s/.%s.tmp-%d-%d", parent, base, math.floor(os.time()), counter)
     if C.mkdir(tmp, tonumber("755", 8)) ~= 0 then
         error("cannot create " .. tmp .. ": " .. errno_text(), 3)
@@ -53,14 +57,16 @@ function M.save_dir(path, write, replace)
         local f, ferr = io.open(tmp .. "/_SUCCESS", "wb")
         if f then f:close() else ok, err = false, "cannot write " .. tmp .. "/_SUCCESS: " .. tostring(ferr) end
     end
-    if ok and exists(path) then remove_dir(path) end
-    if ok and C.rename(tmp, path) ~= 0 then
-        ok, err = false, "cannot rename " .. tmp .. " to " .. path .. ": " .. errno_text()
+    if ok then
+        ok, err = pcall(function()
+            for _, name in ipairs(files.list(tmp) or {}) do files.fsync(tmp .. "/" .. name) end
+            files.fsync(tmp)
+            if files.replace_dir(tmp, path) then remove_dir(tmp) end  -- the old one, now at tmp
+        end)
     end
     if not ok then
         remove_dir(tmp)
         error(err, 0)
     end
 end
-
 return M

@@ -584,6 +584,42 @@ local function put_back(L)
     L.gen = g
 end
 
+-- -- Bytes for checkpoints ------------------------------------------------------------------
+
+M.MARK = MARK
+
+-- Packs any value as put_value does, into bytes of its own (not kept in the registry): what a
+-- checkpoint holds of a driver function. Refusals as ship's, opened by `subject` when v is not
+-- a function.
+function M.pack_bytes(v, subject)
+    local ctx = { fns = {}, fn_ids = {}, recs = {}, next_id = 0, subject = subject,
+                  path = "value", keep = {} }
+    if type(v) == "function" then ctx.where, ctx.path = where(v), "" end
+    local root = pack_value(v, ctx)
+    return buffer.encode({ root = root, fns = ctx.fns })
+end
+
+-- The value that pack_bytes (or a registry entry's bytes) packed, loaded in this state.
+function M.unpack_bytes(s)
+    return load_pack(buffer.decode(s)).root
+end
+
+-- The bytes of registry entry `id` (a number or an id), or nil when there is none.
+function M.entry_bytes(id)
+    local b = C.sh_ffi_fn_get(tonumber(id))
+    if b == nil then return nil end
+    local s = ffi.string(b.data, b.len)
+    C.sh_ffi_blob_unref(b)
+    return s
+end
+
+-- Stores bytes (a registry entry's, from a checkpoint) in the registry; returns the owned id.
+function M.register_bytes(s)
+    local id = register(s)
+    if id == nil then error("out of memory restoring a shipped function", 2) end
+    return id
+end
+
 -- -- The worker's cache ------------------------------------------------------------------
 
 local packs, npacks = {}, 0             -- registry id -> loaded pack

@@ -55,7 +55,17 @@ M.spread = spread
 -- stop(), poll_events(), receiver (true for listener receiver events).
 -- An input's RDDs are made when their batch is sealed (StreamingContext:_generate); a time
 -- with none has no data.
-dstream.define("input", function(d) return d._ssc.sparkContext:emptyRDD() end)
+-- A time whose batch was not generated in this process (recovery: the batches a window or a
+-- replayed batch looks back on) comes from the source's recorded input, when it has one.
+dstream.define("input", function(d, t)
+    local s = d._source
+    if s.regenerate then
+        local ok, rdd = pcall(s.regenerate, s, t)
+        if ok and rdd then return rdd end
+        if not ok then s.report(tostring(rdd)) end
+    end
+    return d._ssc.sparkContext:emptyRDD()
+end)
 
 local function input(ssc, source)
     local d = dstream.new(ssc, {}, "input", { args = source.args, slide_ms = ssc._batch_ms })
@@ -118,6 +128,7 @@ local function record_blocks(rec, input)
     until n < 256
     return blobs
 end
+M.record_blocks = record_blocks
 
 function M.socket(ssc, host, port, storageLevel) -- luacheck: ignore storageLevel
     if type(host) ~= "string" or host == "" then error("socketTextStream expects a host name", 3) end
@@ -157,6 +168,16 @@ function M.socket(ssc, host, port, storageLevel) -- luacheck: ignore storageLeve
             { description = string.format("%s: %d lines, %d bytes", self.name, n, bytes),
               lines = n, bytes = bytes }
     end
+    -- A batch's blocks from the write-ahead log (recovery), or nil when it has none.
+    function source.regenerate(self, t)
+        local wal = self.wal
+        local blobs = wal and wal.read(self.stream_id, t)
+        if blobs == nil then return nil end
+        local n = 0
+        for _, b in ipairs(blobs) do n = n + tonumber(b.count) end
+        return rddmod.from_blobs(sc, spread(blobs, sc.defaultParallelism)),
+            { description = string.format("%s: %d lines from the write-ahead log", self.name, n), lines = n }
+    end
     function source.stop(self)
         if self.recv ~= nil then
             self:poll_events()
@@ -169,45 +190,117 @@ end
 
 -- -- textFileStream and binaryRecordsStream ---------------------------------------------------
 
--- New files of a directory, each read once: the files there at start are not read (Spark's
--- newFilesOnly), dotfiles never.
+-- New files of a directory, each read once, as Spark's FileInputDStream selects them: a file is
+-- new for batch t when it was modified after the ignore threshold (the start, or t minus the
+-- remember duration, whichever is later) and at or before t, and no batch remembered selected
+-- it. Files there at start are not read (Spark's newFilesOnly), dotfiles never. Memory is
+-- bounded: the files selected by the batches of the last remember duration (60 s at least,
+-- Spark's minRememberDuration), which is also the recorded input that recovery reads again.
+local MIN_REMEMBER_MS = 60000
+
 local function directory_source(ssc, dir, read, name, args)
     local sc = ssc.sparkContext
-    local source = { name = name, dir = dir, seen = {}, location = dir, args = args }
+    local batch_ms = ssc._batch_ms
+    local remember_ms = math.ceil(MIN_REMEMBER_MS / batch_ms) * batch_ms
+    local source = { name = name, dir = dir, location = dir, args = args,
+                     selected = {},   -- batch time -> { {path, mtime}, ... }
+                     recent = {},     -- path -> the batch time that selected it
+                     at_start = {},   -- name -> mtime: files there at start
+                     threshold = nil } -- epoch ms: files modified at or before it are old
     function source.start(self, _)
-        local names = files.list(dir)
-        if names == nil then
-            local _, err = files.list(dir)
-            error(name .. ": " .. tostring(err), 0)
-        end
-        for _, n in ipairs(names) do self.seen[n] = true end
+        if self.threshold then return end  -- recovered: the original start's
+        local names, mtimes = files.list_mtimes(dir)
+        if names == nil then error(name .. ": " .. tostring(mtimes), 0) end
+        self.threshold = math.floor(C.sh_ffi_now() * 1000) - remember_ms
+        for _, n in ipairs(names) do self.at_start[n] = mtimes[n] end
     end
-    function source.generate(self, _)
-        local names, err = files.list(dir)
+    local function read_all(self, list)
         local parts, read_paths = {}, {}
-        if names == nil then
-            self.report(err)
-            return rddmod.from_blobs(sc, parts), { files = read_paths, description = name .. ": " .. tostring(err) }
-        end
-        for _, n in ipairs(names) do
-            if not self.seen[n] then
-                self.seen[n] = true
-                local path = dir .. "/" .. n
-                local ok, blob, note = pcall(read, path)
-                if not ok then
-                    self.report(blob)
-                else
-                    if note then self.report(note) end
-                    parts[#parts + 1] = { blob }
-                    read_paths[#read_paths + 1] = path
-                end
+        for _, f in ipairs(list) do
+            local ok, blob, note = pcall(read, f[1])
+            if not ok then
+                self.report(blob)
+            else
+                if note then self.report(note) end
+                parts[#parts + 1] = { blob }
+                read_paths[#read_paths + 1] = f[1]
             end
         end
         local desc = #read_paths == 0 and name .. ": no new files"
             or name .. ": " .. table.concat(read_paths, ", ")
         return rddmod.from_blobs(sc, parts), { files = read_paths, description = desc }
     end
+    -- Forgets the selections older than the remember duration as of t (and the files there at
+    -- start that can no longer be new).
+    local function forget(self, t)
+        local horizon = t - remember_ms
+        for time, list in pairs(self.selected) do
+            if time < horizon then
+                for _, f in ipairs(list) do
+                    if self.recent[f[1]] == time then self.recent[f[1]] = nil end
+                end
+                self.selected[time] = nil
+            end
+        end
+        for n, mtime in pairs(self.at_start) do
+            if mtime <= math.max(self.threshold, horizon) then self.at_start[n] = nil end
+        end
+    end
+    function source.generate(self, t)
+        local names, mtimes = files.list_mtimes(dir)
+        if names == nil then
+            self.report(mtimes)
+            return rddmod.from_blobs(sc, {}), { files = {}, description = name .. ": " .. tostring(mtimes) }
+        end
+        local threshold = math.max(self.threshold, t - remember_ms)
+        local list = {}
+        for _, n in ipairs(names) do
+            local path, mtime = dir .. "/" .. n, mtimes[n]
+            if mtime > threshold and mtime <= t and not self.recent[path]
+                and self.at_start[n] ~= mtime then
+                list[#list + 1] = { path, mtime }
+                self.recent[path] = t
+            end
+        end
+        self.selected[t] = list
+        forget(self, t)
+        return read_all(self, list)
+    end
+    -- Batch t's files again (recovery), or nil when t is not remembered.
+    function source.regenerate(self, t)
+        local list = self.selected[t]
+        if list == nil then return nil end
+        return read_all(self, list)
+    end
+    function source.checkpoint_data(self)
+        local at_start = {}
+        for n, m in pairs(self.at_start) do at_start[n] = m end
+        local selected = {}
+        for time, list in pairs(self.selected) do selected[time] = list end
+        return { threshold = self.threshold, at_start = at_start, selected = selected }
+    end
+    function source.restore(self, data)
+        self.threshold, self.at_start, self.selected, self.recent = data.threshold, data.at_start, {}, {}
+        for time, list in pairs(data.selected) do
+            self.selected[time] = list
+            for _, f in ipairs(list) do self.recent[f[1]] = time end
+        end
+    end
     return input(ssc, source)
+end
+
+-- Input streams as a recovered graph makes them again, by the kind their args record.
+local REBUILD = {
+    socketTextStream = function(ssc, a) return M.socket(ssc, a.host, a.port) end,
+    textFileStream = function(ssc, a) return M.text_files(ssc, a.directory) end,
+    binaryRecordsStream = function(ssc, a) return M.binary_records(ssc, a.directory, a.recordLength) end,
+}
+
+-- The input stream that args (an input's recorded args) describe, in ssc.
+function M.rebuild(ssc, args)
+    local f = REBUILD[args.kind]
+    if f == nil then error("checkpoint: cannot recover an input stream of kind " .. tostring(args.kind), 0) end
+    return f(ssc, args)
 end
 
 function M.text_files(ssc, dir)

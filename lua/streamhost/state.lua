@@ -138,6 +138,35 @@ function M.update(d, n, t, sink_of)
     return rdd
 end
 
+-- The committed state of stream d as of its state time: the RDD whose partitions are the
+-- state's chunks (blobs), or nil when it has none (checkpoints write it from the blobs).
+function M.current(d)
+    local t = d._state_time
+    local rdd = t and d._generated[t]
+    if not rdd or rdd._kind ~= "blobs" then return nil end
+    return rdd, t
+end
+
+-- Installs, from a checkpoint, the state of d as of time t: parts[p + 1] = the blobs (owned
+-- cdata) of partition p. Each worker takes the partitions it owns; the driver keeps the RDD.
+function M.install(d, t, parts)
+    local sc = d._ssc.sparkContext
+    local nworkers = sc.defaultParallelism
+    local tasks = {}
+    for p = 0, #parts - 1 do
+        local nums = {}
+        for i, b in ipairs(parts[p + 1]) do nums[i] = shffi.blob_to_number(b) end
+        tasks[p + 1] = { sink = { kind = "sh_state_install", sid = d._sid, nworkers = nworkers,
+                                  blobs = nums, time = t }, part = p, affinity = p }
+    end
+    scheduler.run_tasks(sc, tasks)
+    d._touched = true
+    local rdd = rddmod.from_blobs(sc, parts)
+    rdd._plan = state_plan
+    d._generated[t] = rdd
+    d._state_time = t
+end
+
 -- What each worker's state store holds (for tests): an array by worker index of
 -- { index = w, parts = { [sid] = {partition, ...} } }.
 function M.worker_info(sc)

@@ -228,6 +228,24 @@ function M.install(worker)
         return n
     end
 
+    -- Installs a partition's state from a checkpoint (recovery): sink.blobs (numbers of blobs
+    -- the driver holds) become the committed state of (sink.sid, part) as of sink.time; this
+    -- worker takes references of its own.
+    function sinks.sh_state_install(_, sink, part)
+        check_owner(worker, sink, part)
+        local chunks = {}
+        for i, n in ipairs(sink.blobs) do chunks[i] = shffi.adopt_blob(n) end
+        local cur = stores[sink.sid]
+        if cur == nil then
+            cur = {}
+            stores[sink.sid] = cur
+        end
+        local old = cur[part]
+        cur[part] = { chunks = chunks, time = sink.time }
+        if old then release(old.chunks) end
+        return #chunks
+    end
+
     -- Drops the state of the given streams (the context stopped).
     function sinks.sh_state_drop(_, sink)
         local n = 0

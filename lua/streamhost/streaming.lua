@@ -204,12 +204,24 @@ function StreamingContext:start()
     for _, out in ipairs(self._outputs) do out.dstream:_init_remember(self._remember_ms) end
     local info = debug.getinfo(2, "Sl")
     self._started_at = info and string.format("%s:%d", info.short_src, info.currentline or 0) or "?"
-    -- Batch times are multiples of the batch interval; the first is the next one after now.
+    -- Batch times are multiples of the batch interval; the first is the next one after now. A
+    -- recovered context keeps the zero time it started with.
     local now = now_ms()
     local first = (floor(now / self._batch_ms) + 1) * self._batch_ms
-    self._zero_ms = first - self._batch_ms
+    local recovery = self._recovery
+    self._zero_ms = recovery and recovery.zero_ms or first - self._batch_ms
+    if self._checkpoint_dir then
+        local checkpoint = require "streamhost.checkpoint"
+        local ok, ck = pcall(checkpoint.open, self)
+        if not ok then error(ck, 2) end
+        self._ckpt = ck
+        if recovery then checkpoint.restore_sources(self) end
+    end
     local sched = C.sh_ffi_sched_new(self.sparkContext._host, self._batch_ms, first)
-    if sched == nil then error("out of memory starting the batch scheduler", 2) end
+    if sched == nil then
+        if self._ckpt then self._ckpt:close(); self._ckpt = nil end
+        error("out of memory starting the batch scheduler", 2)
+    end
     self._sched = sched
     self._queue, self._waiters, self._drain_waiters, self._stop_waiters = {}, {}, {}, {}
     for _, d in ipairs(self._inputs) do
@@ -226,6 +238,7 @@ function StreamingContext:start()
                 stop_inputs(self)
                 C.sh_ffi_sched_free(sched)
                 self._sched = nil
+                if self._ckpt then self._ckpt:close(); self._ckpt = nil end
                 error(err, 2)
             end
         end
@@ -233,6 +246,12 @@ function StreamingContext:start()
     self._state = "active"
     active = self
     self:_post("onStreamingStarted", { time = now / 1000 })
+    if recovery and self._ckpt then
+        -- The batches recovery replays come first, in time order, then the scheduler's.
+        for _, step in ipairs(require("streamhost.checkpoint").replay_plan(self, first)) do
+            self:_generate_batch(step.time, nil, step.kind)
+        end
+    end
     for _, d in ipairs(self._inputs) do
         if d._source.receiver then
             self:_post("onReceiverStarted", { receiverInfo = receiver_info(self, d) })
@@ -269,6 +288,10 @@ local function finish_stop(ssc, stopSparkContext)
     if ssc._sched ~= nil then
         C.sh_ffi_sched_free(ssc._sched)  -- after the receivers that feed it are closed
         ssc._sched = nil
+    end
+    if ssc._ckpt then  -- what is queued is written, then the writer stops
+        ssc._ckpt:close()
+        ssc._ckpt = nil
     end
     for _, d in ipairs(ssc._dstreams) do  -- stateful streams drop their workers' state
         if d._cleanup then
@@ -331,6 +354,7 @@ function StreamingContext:stop(stopSparkContext, stopGracefully)
         stop_inputs(self)
         M.tick()
         wait_drained(self, now_ms() + 10 * self._batch_ms)
+        if self._ckpt and not self._running and #self._queue == 0 then self._ckpt:final() end
     else
         C.sh_ffi_sched_stop(self._sched)
         stop_inputs(self)
@@ -351,12 +375,24 @@ end
 -- from the record; files and queues are read as of now), so the batch holds its interval's data
 -- however late it runs.
 function StreamingContext:_generate(rec)
-    local t = tonumber(C.sh_ffi_batch_time(rec))
-    local batch = { time = t, rec = rec, touched = {} }
+    self:_generate_batch(tonumber(C.sh_ffi_batch_time(rec)), rec, nil)
+end
+
+-- Makes batch t and queues it. replay (recovery): nil for a live batch (inputs from the sealed
+-- record `rec`, files as of now), "down" for a batch time the host was down for (as live, no
+-- record), "pending" for a batch to rerun with its recorded input, "state" for a completed
+-- batch whose state is re-applied from its recorded input (no outputs, no listener events).
+function StreamingContext:_generate_batch(t, rec, replay)
+    local batch = { time = t, rec = rec, touched = {}, replay = replay }
+    local recorded = replay == "pending" or replay == "state"
     local num_records, inputs = 0, {}
     for _, d in ipairs(self._inputs) do
         local s = d._source
-        local ok, rdd, meta = pcall(s.generate, s, t, rec)
+        local gen = s.generate
+        if recorded then
+            gen = function() return (s.regenerate and s:regenerate(t)) or self.sparkContext:emptyRDD() end
+        end
+        local ok, rdd, meta = pcall(gen, s, t, rec)
         if not ok then
             s.report(tostring(rdd))
             rdd, meta = self.sparkContext:emptyRDD(), nil
@@ -375,6 +411,8 @@ function StreamingContext:_generate(rec)
         numRecords = num_records, streamIdToInputInfo = inputs, outputOperationInfos = {},
     }
     self._queue[#self._queue + 1] = batch
+    if replay == "state" then return end
+    if self._ckpt then self._ckpt:generated(batch) end
     self:_post("onBatchSubmitted", batch.info)
 end
 
@@ -382,6 +420,7 @@ end
 function StreamingContext:_run_batch(batch)
     local t, info = batch.time, batch.info
     if batch.rec ~= nil then C.sh_ffi_batch_start(batch.rec) end
+    if batch.replay == "state" then return self:_reapply_state(batch) end
     info.processingStartTime = C.sh_ffi_now()
     info.schedulingDelay = info.processingStartTime - info.submissionTime
     self:_post("onBatchStarted", info)
@@ -424,6 +463,25 @@ function StreamingContext:_run_batch(batch)
     self:_post("onBatchCompleted", info)
 end
 
+-- A completed batch replayed by recovery: the stateful streams it moved are computed from its
+-- recorded input and committed; no output runs again.
+function StreamingContext:_reapply_state(batch)
+    local t = batch.time
+    local ok, err = loop.run(function()
+        for _, d in ipairs(self._dstreams) do
+            if d._sid and (t - self._zero_ms) % d._slide_ms == 0 and (d._state_time or -1) < t then
+                d:_get(t)
+            end
+        end
+    end, trace.user_traceback)
+    if not ok then batch.failure = "re-applying batch " .. format_time(t) .. " from the checkpoint: " .. tostring(err) end
+    for d in pairs(batch.touched) do
+        local cok, cerr = pcall(d._finish_update, d, t, ok and self._state ~= "stopped")
+        if not cok and batch.failure == nil then batch.failure = tostring(cerr) end
+    end
+    for _, d in ipairs(self._dstreams) do d:_forget(t) end
+end
+
 -- After a batch's coroutine ended: release its record, report, and start what follows.
 function StreamingContext:_batch_ended(batch, ok, err)
     if not ok then batch.failure = batch.failure or tostring(err) end
@@ -433,6 +491,10 @@ function StreamingContext:_batch_ended(batch, ok, err)
         batch.rec = nil
     end
     self._running = nil
+    if self._ckpt and batch.replay ~= "state" and self._state ~= "stopped" then
+        local cok, cerr = pcall(self._ckpt.completed, self._ckpt, batch)
+        if not cok then io.stderr:write("streamhost: checkpoint: ", tostring(cerr), "\n") end
+    end
     if batch.failure then
         -- Said once: raised by the awaitTermination that waits for it, else printed here.
         if self._error == nil and next(self._waiters) ~= nil then
@@ -460,12 +522,14 @@ function M.tick()
     for _, d in ipairs(ssc._inputs) do
         if d._source.poll_events then d._source:poll_events() end
     end
+    if ssc._ckpt then ssc._ckpt:poll() end
     while ssc._sched ~= nil do
         local rec = C.sh_ffi_sched_take(ssc._sched)
         if rec == nil then break end
         ssc:_generate(rec)
     end
     if ssc._running or #ssc._queue == 0 or ssc._state == "stopped" then return false end
+    if (ssc._queue[1].hold or 0) > 0 then return false end  -- its write-ahead log is being written
     local batch = table.remove(ssc._queue, 1)
     ssc._running = batch
     running[batch] = true
@@ -536,10 +600,14 @@ end
 
 function StreamingContext.getOrCreate(checkpointPath, setupFunc)
     if type(setupFunc) ~= "function" then error("getOrCreate expects a setup function", 2) end
-    local recovered = nil
-    local checkpoint = package.loaded["streamhost.checkpoint"]
-    if checkpointPath and checkpoint then recovered = checkpoint.recover(checkpointPath) end
-    if recovered then return recovered end
+    if checkpointPath ~= nil and type(checkpointPath) ~= "string" then
+        error("getOrCreate expects a checkpoint directory path", 2)
+    end
+    if checkpointPath then
+        local ok, recovered = pcall(require("streamhost.checkpoint").recover, checkpointPath)
+        if not ok then error(recovered, 2) end
+        if recovered then return recovered end
+    end
     local ssc = setupFunc()
     if getmetatable(ssc) ~= StreamingContext then
         error("the setup function of getOrCreate must return a StreamingContext", 2)

@@ -61,6 +61,7 @@ end
 local function remember_window(w)
     return function(_, own) return own + w end
 end
+M.remember_window = remember_window
 
 -- -- window ------------------------------------------------------------------------------------
 

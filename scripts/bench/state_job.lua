@@ -21,7 +21,7 @@ end
 
 local sc = sh.SparkContext(nil, "BenchState")
 local ssc = sh.StreamingContext(sc, BATCH)
-ssc:checkpoint(os.getenv("TMPDIR") or "/tmp")
+sc:setCheckpointDir(os.getenv("TMPDIR") or "/tmp")
 
 local P = sc.defaultParallelism * 2
 local per_batch = math.ceil(KEYS / BATCHES)

@@ -15,7 +15,7 @@ local SKIP = 10
 
 local sc = sh.SparkContext(nil, "BenchWindow")
 local ssc = sh.StreamingContext(sc, BATCH)
-ssc:checkpoint(os.getenv("TMPDIR") or "/tmp")
+sc:setCheckpointDir(os.getenv("TMPDIR") or "/tmp")
 
 local P = sc.defaultParallelism * 2
 local total = W + SKIP + MEASURE

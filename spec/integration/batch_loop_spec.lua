@@ -93,7 +93,7 @@ describe("the batch loop", function()
     it("releases what a failed batch made and leaves state at its previous value (200 batches, every fifth failing)", function()
         local dir = helpers.tmpdir()
         local ssc = helpers.ssc(0.03)
-        ssc:checkpoint(dir)
+        ssc.sparkContext:setCheckpointDir(dir)
         local input = {}
         for b = 1, 200 do
             local recs = {}
@@ -264,7 +264,7 @@ io.write(string.format("wall %.3f cpu %.3f\n", C.sh_ffi_now() - t0, os.clock() -
         local state = require "streamhost.state"
         local ssc = helpers.ssc(0.05)
         local dir = helpers.tmpdir()
-        ssc:checkpoint(dir)
+        ssc.sparkContext:setCheckpointDir(dir)
         local started = false
         ssc:queueStream({ { "a" } }, true, { "b" })
             :transform(function(rdd)
