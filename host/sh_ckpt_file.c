@@ -6,9 +6,11 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -151,6 +153,22 @@ uint32_t sh__ckpt_crc32c(uint32_t crc, const void *data, size_t len)
 
 /* -- Write --------------------------------------------------------------- */
 
+/* A failpoint for the crash tests: STREAMHOST_FAILPOINT=kill-mid-checkpoint-write:N kills the
+ * process (SIGKILL) in the middle of the Nth checkpoint file this process writes, after half
+ * its payload reached the temporary file. Read once; off unless set. */
+static atomic_long kill_at_write = -1;
+static atomic_long writes_started;
+static pthread_once_t failpoint_once = PTHREAD_ONCE_INIT;
+
+static void failpoint_init(void)
+{
+    const char *fp = getenv("STREAMHOST_FAILPOINT");
+    const char *key = "kill-mid-checkpoint-write:";
+
+    if (fp != NULL && strncmp(fp, key, strlen(key)) == 0)
+        atomic_store(&kill_at_write, strtol(fp + strlen(key), NULL, 10));
+}
+
 /* Tells temporary files of one process apart. */
 static atomic_ulong tmp_counter;
 
@@ -228,6 +246,12 @@ int sh_ckpt_writev(const char *dir, const char *name, const sh_ckpt_piece_t *pie
     what = "write";
     if ((err = write_all(fd, hdr, sizeof hdr)) != 0)
         goto fail_unlink;
+    pthread_once(&failpoint_once, failpoint_init);
+    if (atomic_fetch_add(&writes_started, 1) + 1 == atomic_load(&kill_at_write)) {
+        if (npieces > 0)
+            (void) write_all(fd, pieces[0].data, pieces[0].len / 2);
+        raise(SIGKILL);
+    }
     for (size_t i = 0; i < npieces; i++)
         if ((err = write_all(fd, pieces[i].data, pieces[i].len)) != 0)
             goto fail_unlink;

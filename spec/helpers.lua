@@ -232,6 +232,39 @@ function M.run_script(path, args, master)
     return out, err, status == 0
 end
 
+-- Starts the job script at `path` in a host process in the background, with `args` (shell-quoted
+-- already) and `env` (a string of NAME=value words, or nil). Returns a handle: pid, dir (its
+-- out, err and rc files), wait(name, pattern, seconds) -> the file's text once it matches (nil
+-- after the deadline), signal(sig), exited(seconds) -> its exit status once it exits (nil if it
+-- did not in time), finish() (kills it, removes its files).
+function M.spawn(path, args, env, master)
+    local dir = M.tmpdir()
+    local host = os.getenv("STREAMHOST") or "host/streamhost"
+    os.execute(string.format("(env %s %s --master '%s' %s %s >%s/out 2>%s/err </dev/null & echo $! >%s/pid; wait $!; echo $? >%s/rc) 2>/dev/null &",
+        env or "", host, master or "local[2]", path, args or "", dir, dir, dir, dir))
+    local h = { dir = dir }
+    local C = require("streamhost.ffi").C
+    function h.wait(name, pattern, seconds)
+        local deadline = C.sh_ffi_now() + (seconds or 10)
+        repeat
+            local s = M.read_file(dir .. "/" .. name)
+            if s and s:find(pattern) then return s end
+            M.sleep(0.01)
+        until C.sh_ffi_now() > deadline
+    end
+    h.pid = assert(tonumber(h.wait("pid", "%d+"):match("%d+")))
+    function h.signal(sig) return os.execute("kill -" .. sig .. " " .. h.pid .. " 2>/dev/null") end
+    function h.exited(seconds)
+        local rc = h.wait("rc", "%d+\n", seconds)
+        return rc and tonumber(rc:match("%d+"))
+    end
+    function h.finish()
+        h.signal("KILL")
+        os.execute("rm -rf '" .. dir .. "'")
+    end
+    return h
+end
+
 -- Runs a job script (its text) in a separate host process; returns its stdout, its stderr and
 -- whether it exited with status 0.
 function M.run_job(text, master)

@@ -198,6 +198,11 @@ function M.open(ssc)
             end
         end
     end
+    if recovery then M.restore_sources(ssc) end
+    for _, d in ipairs(ssc._inputs) do  -- what the sources record from their start on
+        local s = d._source
+        if s.prepare then s:prepare() end
+    end
     ck.seq = ck.seq + 1
     local h = buffer.encode(ck:metadata())
     local bytes = u32(#h) .. h
@@ -413,7 +418,7 @@ local function newest_metadata(dir)
             if type(meta) == "table" and meta.format == FORMAT then return meta, path end
             why = path .. ": not streamhost metadata of format " .. FORMAT
         end
-        io.stderr:write("streamhost: skipping checkpoint ", why, "\n")
+        io.stderr:write("streamhost: skipping ", why, "\n")
         skipped[#skipped + 1] = name
     end
     if #skipped > 0 then
@@ -462,7 +467,7 @@ local function restore_state(ssc, meta)
         if t and meta.last_completed and t <= meta.last_completed and t >= (meta.keep_from or 0) then
             local header, next_blob, done = read_file(path)
             if header == nil then
-                io.stderr:write("streamhost: skipping checkpoint ", tostring(next_blob), "\n")
+                io.stderr:write("streamhost: skipping ", tostring(next_blob), "\n")
             else
                 local ok, streams = pcall(function()
                     local out = {}
@@ -521,6 +526,10 @@ function M.replay_plan(ssc, first_ms)
     for t = math.max(after, meta.last_generated or after) + batch, first_ms - batch, batch do
         plan[#plan + 1] = { time = t, kind = "down" }
     end
+    local n = { state = 0, pending = 0, down = 0 }
+    for _, step in ipairs(plan) do n[step.kind] = n[step.kind] + 1 end
+    io.stderr:write(string.format("streamhost: recovering from %s: %s; re-applying %d completed batches, rerunning %d pending, %d of the downtime\n",
+        meta.path, restored and ("state as of " .. restored) or "no state checkpoint", n.state, n.pending, n.down))
     return plan
 end
 

@@ -7,6 +7,7 @@ int mkdir(const char *path, unsigned int mode);
 int rename(const char *oldpath, const char *newpath);
 int unlink(const char *path);
 int rmdir(const char *path);
+int getpid(void);
 char *strerror(int errnum);
 ]]
 local C = ffi.C
@@ -48,7 +49,10 @@ function M.save_dir(path, write, replace)
     if parent == "" then parent = "/" end
     local made, merr = pcall(files.mkdirs, parent)
     if not made then error(merr, 3) end
-    local tmp = string.format("%s/.%s.tmp-%d-%d", parent, base, math.floor(os.time()), counter)
+    -- The process id and the clock keep a temporary name apart from one that a killed
+    -- process left behind.
+    local tmp = string.format("%s/.%s.tmp-%d-%d-%d", parent, base, C.getpid(),
+        math.floor(require("streamhost.ffi").C.sh_ffi_now() * 1000), counter)
     if C.mkdir(tmp, tonumber("755", 8)) ~= 0 then
         error("cannot create " .. tmp .. ": " .. errno_text(), 3)
     end

@@ -207,13 +207,16 @@ local function directory_source(ssc, dir, read, name, args)
                      recent = {},     -- path -> the batch time that selected it
                      at_start = {},   -- name -> mtime: files there at start
                      threshold = nil } -- epoch ms: files modified at or before it are old
-    function source.start(self, _)
-        if self.threshold then return end  -- recovered: the original start's
+    -- What is there at start is old: listed once, by the first start (a checkpoint records it,
+    -- so a recovered stream keeps the original start's).
+    function source.prepare(self)
+        if self.threshold then return end
         local names, mtimes = files.list_mtimes(dir)
         if names == nil then error(name .. ": " .. tostring(mtimes), 0) end
         self.threshold = math.floor(C.sh_ffi_now() * 1000) - remember_ms
         for _, n in ipairs(names) do self.at_start[n] = mtimes[n] end
     end
+    source.start = source.prepare
     local function read_all(self, list)
         local parts, read_paths = {}, {}
         for _, f in ipairs(list) do

@@ -210,12 +210,14 @@ function StreamingContext:start()
     local first = (floor(now / self._batch_ms) + 1) * self._batch_ms
     local recovery = self._recovery
     self._zero_ms = recovery and recovery.zero_ms or first - self._batch_ms
+    if recovery and recovery.last_generated then  -- a graceful stop may have made a later one
+        first = math.max(first, recovery.last_generated + self._batch_ms)
+    end
     if self._checkpoint_dir then
         local checkpoint = require "streamhost.checkpoint"
         local ok, ck = pcall(checkpoint.open, self)
         if not ok then error(ck, 2) end
         self._ckpt = ck
-        if recovery then checkpoint.restore_sources(self) end
     end
     local sched = C.sh_ffi_sched_new(self.sparkContext._host, self._batch_ms, first)
     if sched == nil then

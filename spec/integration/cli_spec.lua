@@ -176,28 +176,8 @@ io.write(sh.SparkContext.getOrCreate().defaultParallelism, "\n")
 end)
 
 describe("streamhost executable and signals", function()
-    -- Starts a job in the background; returns a handle with the host's pid, wait(name, pattern,
-    -- seconds) for its output files (out, err, rc) and finish() that ends it whatever happened.
     local function spawn(path, arg1)
-        local dir = helpers.tmpdir()
-        os.execute(string.format("(%s %s %s >%s/out 2>%s/err </dev/null & echo $! >%s/pid; wait $!; echo $? >%s/rc) &",
-            HOST, q(path), arg1 or "", dir, dir, dir, dir))
-        local h = { dir = dir }
-        function h.wait(name, pattern, seconds)
-            local deadline = os.time() + (seconds or 10)
-            repeat
-                local s = helpers.read_file(dir .. "/" .. name)
-                if s and s:find(pattern) then return s end
-                helpers.sleep(0.02)
-            until os.time() > deadline
-        end
-        h.pid = assert(tonumber(h.wait("pid", "%d+"):match("%d+")))
-        function h.signal(sig) return os.execute("kill -" .. sig .. " " .. h.pid .. " 2>/dev/null") end
-        function h.finish()
-            h.signal("KILL")
-            os.execute("rm -rf " .. q(dir))
-        end
-        return h
+        return helpers.spawn(path, arg1)
     end
 
     local slow_job = [[

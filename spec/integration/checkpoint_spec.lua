@@ -1,0 +1,254 @@
+-- spec/integration/checkpoint_spec.lua: what ssc:checkpoint writes and what getOrCreate makes
+-- of it, in this process: the graph and its functions come back without calling setup, state
+-- goes on from the checkpoint, damaged files are skipped with a message naming them, what
+-- cannot be checkpointed is refused at start, a directory that cannot be written is an error
+-- of start, a disk that fills is reported and the job goes on.
+local sh = require "streamhost"
+local helpers = require "spec.helpers"
+
+local C = require("streamhost.ffi").C
+
+local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+
+local function error_of(f)
+    local ok, err = pcall(f)
+    assert.is_false(ok, "expected an error")
+    return tostring(err)
+end
+
+-- Drops a file of text into dir whole (a dot name, then renamed).
+local function drop(dir, name, text)
+    helpers.write_file(dir .. "/." .. name, text)
+    assert(os.rename(dir .. "/." .. name, dir .. "/" .. name))
+end
+
+-- A context counting the words of the files in dir/in with updateStateByKey; the totals go to
+-- dir/state after every batch. Made as a getOrCreate setup makes it.
+local function word_totals(dir)
+    return function()
+        local ssc = helpers.ssc(0.1)
+        local totals = ssc:textFileStream(dir .. "/in")
+            :flatMap(function(line)
+                local out = {}
+                for w in line:gmatch("%S+") do out[#out + 1] = w end
+                return out
+            end)
+            :map(function(w) return { w, 1 } end)
+            :updateStateByKey(function(vs, total) return (total or 0) + #vs end)
+            :setName("totals")
+        totals:checkpoint(0.3)
+        local path = dir .. "/state"
+        totals:foreachRDD(function(rdd)
+            local all = rdd:collect()
+            table.sort(all, function(a, b) return a[1] < b[1] end)
+            local out = {}
+            for i, kv in ipairs(all) do out[i] = kv[1] .. "=" .. kv[2] end
+            local f = assert(io.open(path .. ".tmp", "w"))
+            f:write(table.concat(out, " "))
+            f:close()
+            os.rename(path .. ".tmp", path)
+        end)
+        return ssc
+    end
+end
+
+-- Runs ssc until dir/state reads `want` (or 15 s pass); returns what it read.
+local function run_until(ssc, dir, want)
+    ssc:start()
+    helpers.wait_for(ssc, function() return helpers.read_file(dir .. "/state") == want end, 15)
+    return helpers.read_file(dir .. "/state")
+end
+
+-- Captures what f writes to stderr (the host writes there with io.stderr).
+local function capture_stderr(f)
+    local saved = io.stderr
+    local path = os.tmpname()
+    local file = assert(io.open(path, "w"))
+    io.stderr = file
+    local ok, err = pcall(f)
+    io.stderr = saved
+    file:close()
+    local text = helpers.read_file(path)
+    os.remove(path)
+    if not ok then error(err, 0) end
+    return text
+end
+
+local function newest(dir, prefix)
+    local names = helpers.glob(dir, "^" .. prefix:gsub("%-", "%%-") .. "%d+$")
+    table.sort(names, function(a, b) return tonumber(a:match("%d+$")) > tonumber(b:match("%d+$")) end)
+    return names[1], names
+end
+
+describe("getOrCreate with checkpoint data", function()
+    local dir
+    before_each(function()
+        dir = helpers.tmpdir()
+        os.execute("mkdir -p " .. q(dir .. "/in"))
+    end)
+    after_each(function()
+        helpers.stop_active()
+        os.execute("rm -rf " .. q(dir))
+    end)
+
+    it("brings back the graph and its functions without calling setup, and the state goes on", function()
+        local ssc = sh.StreamingContext.getOrCreate(dir .. "/cp", word_totals(dir))
+        ssc:start()
+        drop(dir .. "/in", "a", "x y x\n")
+        helpers.wait_for(ssc, function() return helpers.read_file(dir .. "/state") == "x=2 y=1" end, 15)
+        ssc:stop(false, true)
+        assert.are.equal("x=2 y=1", helpers.read_file(dir .. "/state"))
+        local again = sh.StreamingContext.getOrCreate(dir .. "/cp", function() error("setup was called") end)
+        assert.are_not.equal(ssc, again)
+        local names = {}
+        for _, d in ipairs(again._dstreams) do names[#names + 1] = d.name end
+        assert.are.same({ "totals" }, names)
+        drop(dir .. "/in", "b", "y z\n")
+        assert.are.equal("x=2 y=2 z=1", run_until(again, dir, "x=2 y=2 z=1"))
+        again:stop(false, true)
+    end)
+
+    it("skips a truncated and a bit-flipped newest metadata file, naming them, and recovers from the one before", function()
+        local ssc = sh.StreamingContext.getOrCreate(dir .. "/cp", word_totals(dir))
+        ssc:start()
+        drop(dir .. "/in", "a", "p q\n")
+        helpers.wait_for(ssc, function() return helpers.read_file(dir .. "/state") == "p=1 q=1" end, 15)
+        ssc:stop(false, true)
+        local first, names = newest(dir .. "/cp", "metadata-")
+        assert.is_true(#names >= 3, "metadata files kept: " .. #names)
+        local second = names[2]
+        -- Truncate the newest, flip a bit in the payload of the one before.
+        local whole = helpers.read_file(dir .. "/cp/" .. first)
+        helpers.write_file(dir .. "/cp/" .. first, whole:sub(1, #whole - 7))
+        local other = helpers.read_file(dir .. "/cp/" .. second)
+        local at = 40
+        helpers.write_file(dir .. "/cp/" .. second,
+            other:sub(1, at - 1) .. string.char(bit.bxor(other:byte(at), 4)) .. other:sub(at + 1))
+        local again
+        local err = capture_stderr(function()
+            again = sh.StreamingContext.getOrCreate(dir .. "/cp", function() error("setup was called") end)
+        end)
+        assert.matches("skipping checkpoint " .. (dir .. "/cp/" .. first):gsub("%p", "%%%0") .. ".-truncated", err)
+        assert.matches("skipping checkpoint " .. (dir .. "/cp/" .. second):gsub("%p", "%%%0") .. ".-checksum mismatch", err)
+        drop(dir .. "/in", "b", "q r\n")
+        assert.are.equal("p=1 q=2 r=1", run_until(again, dir, "p=1 q=2 r=1"))
+        again:stop(false, true)
+    end)
+
+    it("skips a damaged state file and re-applies the batches after an older one", function()
+        local ssc = sh.StreamingContext.getOrCreate(dir .. "/cp", word_totals(dir))
+        ssc:start()
+        drop(dir .. "/in", "a", "m\n")
+        helpers.wait_for(ssc, function() return helpers.read_file(dir .. "/state") == "m=1" end, 15)
+        helpers.sleep(0.4)  -- a state checkpoint (every 0.3 s) after the file's batch
+        drop(dir .. "/in", "b", "n\n")
+        helpers.wait_for(ssc, function() return helpers.read_file(dir .. "/state") == "m=1 n=1" end, 15)
+        ssc:stop(false, true)
+        local first, names = newest(dir .. "/cp", "state-")
+        assert.are.equal(2, #names)
+        local whole = helpers.read_file(dir .. "/cp/" .. first)
+        helpers.write_file(dir .. "/cp/" .. first, whole:sub(1, 30))
+        local again
+        local err = capture_stderr(function()
+            again = sh.StreamingContext.getOrCreate(dir .. "/cp", function() error("setup was called") end)
+            again:start()
+        end)
+        assert.matches("skipping checkpoint " .. (dir .. "/cp/" .. first):gsub("%p", "%%%0"), err)
+        assert.matches("state as of " .. names[2]:match("%d+"), err)
+        drop(dir .. "/in", "c", "n\n")
+        assert.are.equal("m=1 n=2", run_until(again, dir, "m=1 n=2"))
+        again:stop(false, true)
+    end)
+
+    it("uses the active SparkContext (getActiveOrCreate returns the active context)", function()
+        local ssc = sh.StreamingContext.getOrCreate(dir .. "/cp", word_totals(dir))
+        ssc:start()
+        assert.are.equal(ssc, sh.StreamingContext.getActiveOrCreate(dir .. "/cp", function() error("setup was called") end))
+        ssc:stop(false, true)
+        local again = sh.StreamingContext.getActiveOrCreate(dir .. "/cp", function() error("setup was called") end)
+        assert.are.equal(helpers.sc(), again.sparkContext)
+    end)
+end)
+
+describe("ssc:checkpoint refuses at start", function()
+    after_each(helpers.stop_active)
+
+    it("a function that references the SparkContext, with pyspark's meaning", function()
+        local dir = helpers.tmpdir()
+        os.execute("mkdir -p " .. q(dir .. "/in"))
+        local ssc = helpers.ssc(0.1)
+        ssc:checkpoint(dir .. "/cp")
+        local sc = ssc.sparkContext
+        ssc:textFileStream(dir .. "/in"):foreachRDD(function(rdd) return sc.defaultParallelism + rdd:count() end)
+        local err = error_of(function() ssc:start() end)
+        os.execute("rm -rf " .. q(dir))
+        assert.matches("upvalue 'sc' references the SparkContext", err)
+        assert.matches("checkpoint_spec.lua:%d+", err)
+    end)
+
+    it("a checkpoint directory that cannot be written, naming it", function()
+        local dir = helpers.tmpdir()
+        os.execute("mkdir -p " .. q(dir .. "/in") .. " " .. q(dir .. "/ro"))
+        if os.execute("mount -t tmpfs -o size=64k,ro tmpfs " .. q(dir .. "/ro") .. " 2>/dev/null") ~= 0 then
+            os.execute("rm -rf " .. q(dir))
+            pending("mounting a read-only tmpfs needs root")
+            return
+        end
+        local ssc = helpers.ssc(0.1)
+        ssc:checkpoint(dir .. "/ro")
+        ssc:textFileStream(dir .. "/in"):foreachRDD(function(rdd) rdd:count() end)
+        local err = error_of(function() ssc:start() end)
+        os.execute("umount " .. q(dir .. "/ro"))
+        os.execute("rm -rf " .. q(dir))
+        assert.matches("cannot write to checkpoint directory " .. (dir .. "/ro"):gsub("%p", "%%%0"), err)
+        assert.matches("Read%-only file system", err)
+        assert.matches("checkpoint_spec.lua:%d+", err)
+    end)
+end)
+
+describe("a checkpoint directory whose disk fills", function()
+    after_each(helpers.stop_active)
+
+    it("reports the failed writes, keeps the last good checkpoint, goes on and writes again when there is room", function()
+        local dir = helpers.tmpdir()
+        os.execute("mkdir -p " .. q(dir .. "/in") .. " " .. q(dir .. "/cp"))
+        if os.execute("mount -t tmpfs -o size=512k tmpfs " .. q(dir .. "/cp") .. " 2>/dev/null") ~= 0 then
+            os.execute("rm -rf " .. q(dir))
+            pending("mounting a small tmpfs needs root")
+            return
+        end
+        local ok, err = pcall(function()
+            local ssc = sh.StreamingContext.getOrCreate(dir .. "/cp", word_totals(dir))
+            local errors = {}
+            ssc:addStreamingListener(sh.StreamingListener {
+                onCheckpointError = function(_, info) errors[#errors + 1] = info end,
+            })
+            local stderr = capture_stderr(function()
+                ssc:start()
+                drop(dir .. "/in", "a", "d\n")
+                assert.is_true(helpers.wait_for(ssc, function() return helpers.read_file(dir .. "/state") == "d=1" end, 15))
+                os.execute("dd if=/dev/zero of=" .. q(dir .. "/cp/filler") .. " bs=4k count=1000 2>/dev/null")
+                assert.is_true(helpers.wait_for(ssc, function() return #errors > 0 end, 15), "no onCheckpointError")
+                -- The job goes on while no checkpoint can be written.
+                drop(dir .. "/in", "b", "d e\n")
+                assert.is_true(helpers.wait_for(ssc, function() return helpers.read_file(dir .. "/state") == "d=2 e=1" end, 15))
+                local before = newest(dir .. "/cp", "metadata-")
+                os.remove(dir .. "/cp/filler")
+                assert.is_true(helpers.wait_for(ssc, function() return newest(dir .. "/cp", "metadata-") ~= before end, 15),
+                    "no checkpoint written after the disk had room again")
+            end)
+            assert.matches("No space left on device", errors[1].message)
+            assert.matches("No space left on device.-the last good checkpoint stays", stderr)
+            ssc:stop(false, true)
+            -- What was written after the disk had room recovers the state.
+            local again = sh.StreamingContext.getOrCreate(dir .. "/cp", function() error("setup was called") end)
+            drop(dir .. "/in", "c", "e\n")
+            assert.are.equal("d=2 e=2", run_until(again, dir, "d=2 e=2"))
+            again:stop(false, true)
+        end)
+        helpers.stop_active()
+        os.execute("umount " .. q(dir .. "/cp"))
+        os.execute("rm -rf " .. q(dir))
+        assert(ok, err)
+    end)
+end)
