@@ -135,6 +135,23 @@ end
 local Checkpointer = {}
 Checkpointer.__index = Checkpointer
 
+-- Whether a setting or argument name names a credential: such values never go into a
+-- checkpoint (a recovered job reads them again from where they came from: its environment).
+local function is_credential(name)
+    local n = tostring(name):lower()
+    return n:find("secret") or n:find("password") or n:find("passwd") or n:find("token")
+        or n:find("credential") or n:find("access.?key") or n:find("private.?key") or false
+end
+M.is_credential = is_credential
+
+local function settings_without_credentials(conf)
+    local out = {}
+    for _, kv in ipairs(conf:getAll()) do
+        if not is_credential(kv[1]) then out[#out + 1] = kv end
+    end
+    return out
+end
+
 -- The state checkpoint interval: Spark's default for a stateful stream is the smallest multiple
 -- of its slide of at least 10 s (or DStream:checkpoint(interval)); one interval serves every
 -- stateful stream, a multiple of all their slides, so that every state in a file is as of its
@@ -173,15 +190,16 @@ function M.open(ssc)
     end
     local g = graph.pack(ssc, initial)
     local sc = ssc.sparkContext
-    local wal = tostring(sc._conf:get(WAL_SETTING, "false")):lower() == "true"
     local recovery = ssc._recovery
+    local wal = tostring(sc._conf:get(WAL_SETTING, "false")):lower() == "true"
+        or (recovery and recovery.wal) or false
     local ck = setmetatable({
         ssc = ssc, dir = dir, graph_bytes = buffer.encode(g), script = script_info(),
         seq = recovery and recovery.seq or 0, jobs = {}, state_files = {},
         stateful = stateful, interval_ms = state_interval(stateful, ssc._batch_ms),
         wal = wal, last_generated = recovery and recovery.last_generated or nil,
         last_completed = recovery and recovery.last_completed or nil,
-        conf = { master = sc.master, appName = sc.appName },
+        conf = { master = sc.master, appName = sc.appName, all = settings_without_credentials(sc._conf) },
         reported = {},
     }, Checkpointer)
     if recovery then
@@ -436,7 +454,12 @@ function M.recover(dir)
     if meta == nil then return nil end
     local SparkContext = require "streamhost.context"
     local streaming = require "streamhost.streaming"
-    local sc = SparkContext._active() or SparkContext(meta.conf.master, meta.conf.appName)
+    local sc = SparkContext._active()
+    if sc == nil then  -- the checkpoint's settings (credentials are never among them)
+        local SparkConf = require "streamhost.conf"
+        local conf = SparkConf():setAll(meta.conf.all or {})
+        sc = SparkContext(meta.conf.master, meta.conf.appName, nil, nil, nil, nil, nil, conf)
+    end
     local ssc = streaming.StreamingContext(sc, meta.batch_ms / 1000)
     graph.rebuild(ssc, buffer.decode(meta.graph))
     ssc._checkpoint_dir = dir

@@ -75,6 +75,13 @@ function M.pack(ssc, initial)
         if src and src.args and src.args.kind == "queueStream" then error(QUEUE_REFUSED, 0) end
         local rec = d:_record()
         rec.driver = nil
+        if src and src.args then  -- an input's credentials stay out (connectors read them again)
+            local args = {}
+            for k, v in pairs(src.args) do
+                if not require("streamhost.checkpoint").is_credential(k) then args[k] = v end
+            end
+            rec.args = args
+        end
         local what = string.format("%s (%s)", tostring(d), d.op)
         for _, id in ipairs(rec.fns) do add_entry(entries, id, "a function of " .. what) end
         if d._driver then

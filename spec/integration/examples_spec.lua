@@ -75,4 +75,36 @@ describe("examples", function()
         assert.is_true(ok, helpers.read_file(out))
         assert.matches('{"pear", 1}', helpers.read_file(out), 1, true)
     end)
+
+    it("recoverable_network_wordcount comes back from its checkpoint after kill -9 and goes on", function()
+        local server = sh.TextServer { text = "a spark b streams\nlua streams c\n", linesPerSecond = 50 }
+        local dir = helpers.tmpdir()
+        local cmd = string.format("%s examples/recoverable_network_wordcount.lua 127.0.0.1 %d %s/cp %s/out",
+            STREAMHOST, server.port, dir, dir)
+        local function lines_of_output()
+            return select(2, (helpers.read_file(dir .. "/out") or ""):gsub("\n", ""))
+        end
+        local pid, out = spawn(cmd)
+        local ok = wait_until(function() return lines_of_output() >= 2 end, 20)
+        os.execute("kill -KILL " .. pid)
+        wait_until(function() return not running(pid) end, 20)
+        local first_out = helpers.read_file(out) or ""
+        local before = lines_of_output()
+        local pid2, out2, err2 = spawn(cmd)
+        local ok2 = wait_until(function() return lines_of_output() >= before + 2 end, 20)
+        os.execute("kill -INT " .. pid2)
+        wait_until(function() return not running(pid2) end, 20)
+        server:stop()
+        local second_out, second_err = helpers.read_file(out2) or "", helpers.read_file(err2) or ""
+        local text = helpers.read_file(dir .. "/out") or ""
+        os.execute("rm -rf '" .. dir .. "'")
+        assert.is_true(ok, first_out)
+        assert.is_true(ok2, second_out .. second_err)
+        assert.matches("Creating new context", first_out, 1, true)
+        assert.is_nil(second_out:find("Creating new context", 1, true), "setup ran again: " .. second_out)
+        assert.matches("recovering from .-/cp/metadata%-%d+", second_err)
+        assert.matches("Dropped %d+ word%(s%) totally", second_out)
+        assert.matches("Counts at time [%d%- :]+ %[.*%('lua', %d+%)", text)
+        assert.is_nil(text:find("'a'", 1, true), "a blacklisted word was counted")
+    end)
 end)

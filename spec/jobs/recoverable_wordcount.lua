@@ -2,7 +2,8 @@
 -- arrive in DIR/in (or of the lines of a socket), counted per batch into saveAsTextFiles
 -- (DIR/out/counts-<ms>) and in total with updateStateByKey; the totals go to DIR/state after
 -- every batch (written whole: temporary file, rename). DIR/running names the batch whose output
--- runs, before it sleeps SLOW seconds (so a test can kill the host mid-batch).
+-- runs and its number of distinct words, before it sleeps SLOW seconds (so a test can kill the
+-- host mid-batch).
 -- usage: streamhost recoverable_wordcount.lua DIR SLOW [PORT]
 --   PORT: read lines from 127.0.0.1:PORT instead of files; the setting
 --   spark.streaming.receiver.writeAheadLog.enable comes from the environment variable WAL.
@@ -39,9 +40,9 @@ local function setup()
     totals:checkpoint(0.6)
     totals:foreachRDD(function(t, rdd)
         local ms = math.floor(t * 1000 + 0.5)
-        write_whole(dir .. "/running", ms .. "\n")
-        if slow > 0 then sh.sleep(slow) end
         local all = rdd:collect()
+        write_whole(dir .. "/running", ms .. " " .. #all .. "\n")
+        if slow > 0 then sh.sleep(slow) end
         table.sort(all, function(a, b) return a[1] < b[1] end)
         local out = { "time " .. ms }
         for _, kv in ipairs(all) do out[#out + 1] = kv[1] .. " " .. kv[2] end
