@@ -201,6 +201,7 @@ function M.open(ssc)
         last_completed = recovery and recovery.last_completed or nil,
         conf = { master = sc.master, appName = sc.appName, all = settings_without_credentials(sc._conf) },
         reported = {},
+        stats = { writes = 0, failures = 0 },  -- status(): what was written, how long it took
     }, Checkpointer)
     if recovery then
         for _, t in ipairs(recovery.state_files or {}) do ck.state_files[#ck.state_files + 1] = t end
@@ -261,6 +262,7 @@ function Checkpointer:metadata()
 end
 
 function Checkpointer:submit(j, what)
+    what.submitted = C.sh_ffi_now()
     local id = C.sh_ffi_ckpt_submit(self.writer, j)
     self.jobs[id] = what
     return id
@@ -276,7 +278,7 @@ end
 -- The state of every stateful stream as of now (after batch t committed).
 function Checkpointer:write_state(t)
     local state = require "streamhost.state"
-    local header, blobs = { time = t, streams = {} }, {}
+    local header, blobs, bytes = { time = t, streams = {} }, {}, 0
     for _, d in ipairs(self.stateful) do
         local rdd, st = state.current(d)
         if rdd then
@@ -286,6 +288,7 @@ function Checkpointer:write_state(t)
                 for i, b in ipairs(part) do
                     descs[i] = describe(b)
                     blobs[#blobs + 1] = b
+                    bytes = bytes + tonumber(b.len)
                 end
                 parts[p] = descs
             end
@@ -294,7 +297,7 @@ function Checkpointer:write_state(t)
     end
     local j = new_job(self.dir, STATE .. t, header, blobs)
     C.sh_ffi_ckpt_job_keep_newest(j, STATE, KEEP_STATE)
-    self:submit(j, { kind = "state", time = t })
+    self:submit(j, { kind = "state", time = t, bytes = bytes })
     self.state_due = false
 end
 
@@ -364,7 +367,17 @@ function Checkpointer:poll()
         local job = self.jobs[id_out[0]]
         self.jobs[id_out[0]] = nil
         local rc, msg = rc_out[0], shffi.take_string(err_out[0])
+        local stats = self.stats
         if job then
+            local took = C.sh_ffi_now() - job.submitted
+            if rc ~= 0 then
+                stats.failures = stats.failures + 1
+                stats.last_error = msg
+            elseif job.kind == "metadata" or job.kind == "state" then
+                stats[job.kind] = { seconds = took, bytes = job.bytes, time = job.time,
+                                    written = C.sh_ffi_now() }
+                stats.writes = stats.writes + 1
+            end
             if job.kind == "wal" then job.batch.hold = job.batch.hold - 1 end
             if rc ~= 0 then
                 self:report(job.kind, msg or ("error " .. rc))
@@ -390,6 +403,16 @@ function Checkpointer:final()
     self:write_metadata()
     C.sh_ffi_ckpt_drain(self.writer)
     self:poll()
+end
+
+-- What checkpointing did so far: { directory, writes, failures, last_error, metadata = {seconds,
+-- written}, state = {seconds, bytes, time, written}, state_interval } (seconds: from submission
+-- to the file being on disk; written: epoch seconds).
+function Checkpointer:status()
+    local st = self.stats
+    return { directory = self.dir, writes = st.writes, failures = st.failures,
+             last_error = st.last_error, metadata = st.metadata, state = st.state,
+             state_interval = self.interval_ms and self.interval_ms / 1000 or nil }
 end
 
 -- Writes what is queued, then stops the writer thread.

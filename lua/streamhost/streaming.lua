@@ -151,6 +151,12 @@ function StreamingContext:_graph()
     return { batch_ms = self._batch_ms, streams = streams, outputs = outputs }
 end
 
+-- The checkpoint writer's status (see streamhost.checkpoint: Checkpointer:status), or nil when
+-- the context does not checkpoint (or has not started). For the status page and benchmarks.
+function StreamingContext:_checkpoint_status()
+    return self._ckpt and self._ckpt:status() or self._ckpt_last_status
+end
+
 function StreamingContext:addStreamingListener(l)
     if type(l) ~= "table" then error("addStreamingListener expects a listener object", 2) end
     self._listeners[#self._listeners + 1] = l
@@ -249,9 +255,18 @@ function StreamingContext:start()
     active = self
     self:_post("onStreamingStarted", { time = now / 1000 })
     if recovery and self._ckpt then
-        -- The batches recovery replays come first, in time order, then the scheduler's.
-        for _, step in ipairs(require("streamhost.checkpoint").replay_plan(self, first)) do
-            self:_generate_batch(step.time, nil, step.kind)
+        -- The batches recovery replays come first, in time order, then the scheduler's: no
+        -- batch is taken or started while the state is restored (that waits for tasks).
+        self._replaying = true
+        local ok, err = pcall(function()
+            for _, step in ipairs(require("streamhost.checkpoint").replay_plan(self, first)) do
+                self:_generate_batch(step.time, nil, step.kind)
+            end
+        end)
+        self._replaying = nil
+        if not ok then
+            self:stop(false)
+            error(err, 2)
         end
     end
     for _, d in ipairs(self._inputs) do
@@ -293,6 +308,7 @@ local function finish_stop(ssc, stopSparkContext)
     end
     if ssc._ckpt then  -- what is queued is written, then the writer stops
         ssc._ckpt:close()
+        ssc._ckpt_last_status = ssc._ckpt:status()
         ssc._ckpt = nil
     end
     for _, d in ipairs(ssc._dstreams) do  -- stateful streams drop their workers' state
@@ -521,6 +537,7 @@ end
 function M.tick()
     local ssc = active
     if ssc == nil or ssc._sched == nil and #(ssc._queue or {}) == 0 then return false end
+    if ssc._replaying then return false end  -- recovery is queueing its batches
     for _, d in ipairs(ssc._inputs) do
         if d._source.poll_events then d._source:poll_events() end
     end

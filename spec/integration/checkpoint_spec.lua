@@ -104,7 +104,11 @@ describe("getOrCreate with checkpoint data", function()
         for _, d in ipairs(again._dstreams) do names[#names + 1] = d.name end
         assert.are.same({ "totals" }, names)
         drop(dir .. "/in", "b", "y z\n")
-        assert.are.equal("x=2 y=2 z=1", run_until(again, dir, "x=2 y=2 z=1"))
+        local state
+        local err = capture_stderr(function() state = run_until(again, dir, "x=2 y=2 z=1") end)
+        assert.are.equal("x=2 y=2 z=1", state)
+        -- The graceful stop wrote a final checkpoint: nothing to re-apply or rerun.
+        assert.matches("state as of %d+; re%-applying 0 completed batches, rerunning 0 pending", err)
         again:stop(false, true)
     end)
 
@@ -250,5 +254,52 @@ describe("a checkpoint directory whose disk fills", function()
         os.execute("umount " .. q(dir .. "/cp"))
         os.execute("rm -rf " .. q(dir))
         assert(ok, err)
+    end)
+end)
+
+describe("a checkpoint and its script", function()
+    local job = [[
+local sh = require "streamhost"
+local VERSION = "v1"
+local dir = arg[1]
+local function setup()
+    local conf = sh.SparkConf():set("spark.hadoop.fs.s3a.secret.key", "hunter2-secret")
+                               :set("streamhost.example.setting", "kept-setting")
+    local sc = sh.SparkContext(nil, "ScriptVersions", nil, nil, nil, nil, nil, conf)
+    local ssc = sh.StreamingContext(sc, 0.1)
+    ssc:textFileStream(dir .. "/in"):foreachRDD(function(rdd)
+        io.write(VERSION, " ", rdd:count(), "\n")
+    end)
+    return ssc
+end
+local ssc = sh.StreamingContext.getOrCreate(dir .. "/cp", setup)
+ssc:start()
+ssc:awaitTerminationOrTimeout(0.5)
+ssc:stop(true, true)
+]]
+
+    it("recovers the checkpointed graph when the script changed, saying so with both hashes; no credential is written", function()
+        local dir = helpers.tmpdir()
+        os.execute("mkdir -p " .. q(dir .. "/in"))
+        local path = dir .. "/job.lua"
+        helpers.write_file(path, job)
+        local out, err, ok = helpers.run_script(path, q(dir))
+        assert.is_true(ok, err)
+        assert.matches("^v1 0\n", out)
+        helpers.write_file(path, (job:gsub('"v1"', '"v2"')))
+        local out2, err2, ok2 = helpers.run_script(path, q(dir))
+        local files = {}
+        for _, name in ipairs(helpers.glob(dir .. "/cp", "^[ms]")) do
+            files[#files + 1] = helpers.read_file(dir .. "/cp/" .. name) or ""
+        end
+        local all = table.concat(files)
+        os.execute("rm -rf " .. q(dir))
+        assert.is_true(ok2, err2)
+        assert.matches("^v1 0\n", out2)  -- the checkpointed function, not the script's new one
+        assert.is_nil(out2:find("v2", 1, true))
+        assert.matches("job%.lua differs from the script that wrote checkpoint .-%(hash crc32c:%x+:%d+ there, crc32c:%x+:%d+ now%); running the checkpointed graph", err2)
+        assert.is_true(#files > 0)
+        assert.is_truthy(all:find("kept-setting", 1, true), "the settings are in the checkpoint")
+        assert.is_nil(all:find("hunter2-secret", 1, true), "a credential was written into a checkpoint")
     end)
 end)
