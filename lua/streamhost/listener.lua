@@ -35,6 +35,7 @@ function M.post(listeners, event, info)
                 for i = #listeners, 1, -1 do
                     if listeners[i] == l then table.remove(listeners, i) end
                 end
+                require("streamhost.status").listener_error()
                 io.stderr:write("streamhost: listener ", event, " failed and was removed: ",
                     trace.user_traceback(co, err), "\n")
             end)
