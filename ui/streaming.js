@@ -186,6 +186,12 @@
     failures: () => state.failures,
     points: () => state.graphs.rate ? state.rows : 0,
     plotRows: () => Object.fromEntries(Object.entries(state.graphs).map(([k, g]) => [k, g.numRows()])),
+    plotMax: (key) => {
+      const g = state.graphs[key];
+      let max = 0;
+      for (let i = 0; g && i < g.numRows(); i++) max = Math.max(max, g.getValue(i, 1));
+      return max;
+    },
   };
   poll();
 })();
