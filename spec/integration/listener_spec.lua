@@ -99,7 +99,9 @@ describe("StreamingListener events", function()
             if k > 1 then
                 assert.is_true(t > order[k - 1], "batch times increase")
                 -- One batch at a time: the previous batch completed before this one started.
-                local started = index_of(events, function(e) return e.name == "onBatchStarted" and e.info.batchTime == t end)
+                local started = index_of(events, function(e)
+                    return e.name == "onBatchStarted" and e.info.batchTime == t
+                end)
                 if started then assert.is_true(batches[order[k - 1]].last < started) end
             end
         end
@@ -122,7 +124,8 @@ describe("StreamingListener events", function()
                 assert.is_true(sub.submissionTime >= t - 0.001)
                 assert.is_nil(st.processingEndTime)
                 assert.is_true(math.abs(st.schedulingDelay - (st.processingStartTime - st.submissionTime)) < 1e-9)
-                assert.is_true(math.abs(done.processingDelay - (done.processingEndTime - done.processingStartTime)) < 1e-9)
+                local processing = done.processingEndTime - done.processingStartTime
+                assert.is_true(math.abs(done.processingDelay - processing) < 1e-9)
                 assert.is_true(math.abs(done.totalDelay - (done.schedulingDelay + done.processingDelay)) < 1e-9)
                 local q, s = done.streamIdToInputInfo[0], done.streamIdToInputInfo[1]
                 assert.are.equal(0, q.inputStreamId)
