@@ -60,6 +60,20 @@ static void op_json(sh_buf_t *out, const sh_status_op_t *op)
     sh_buf_puts(out, ",\"jobIds\":[]}");
 }
 
+/* The batch's output operations as a JSON array. */
+static void ops_json(sh_buf_t *out, const sh_status_batch_t *b)
+{
+    int i;
+
+    sh_buf_puts(out, "[");
+    for (i = 0; i < b->nops; i++) {
+        if (i)
+            sh_buf_puts(out, ",");
+        op_json(out, &b->ops[i]);
+    }
+    sh_buf_puts(out, "]");
+}
+
 static void batch_json(sh_buf_t *out, const sh_status_t *s, const sh_status_batch_t *b, int ops)
 {
     int i, active = 0, done = 0, failed = 0;
@@ -99,13 +113,8 @@ static void batch_json(sh_buf_t *out, const sh_status_t *s, const sh_status_batc
         sh_buf_printf(out, "%s\"%d\":%llu", i ? "," : "", i, (unsigned long long) b->input_records[i]);
     sh_buf_puts(out, "}");
     if (ops) {
-        sh_buf_puts(out, ",\"outputOperations\":[");
-        for (i = 0; i < b->nops; i++) {
-            if (i)
-                sh_buf_puts(out, ",");
-            op_json(out, &b->ops[i]);
-        }
-        sh_buf_puts(out, "]");
+        sh_buf_puts(out, ",\"outputOperations\":");
+        ops_json(out, b);
     }
     sh_buf_puts(out, "}");
 }
@@ -363,13 +372,7 @@ static int batches(sh_buf_t *out, sh_status_t *s, const char *p, const char *que
     if (!next_seg(&p, &seg, &len)) {
         if (*p != '\0')
             return not_found(out, "no such resource");
-        sh_buf_puts(out, "[");
-        for (idx = 0; idx < b->nops; idx++) {
-            if (idx)
-                sh_buf_puts(out, ",");
-            op_json(out, &b->ops[idx]);
-        }
-        sh_buf_puts(out, "]");
+        ops_json(out, b);
         return 200;
     }
     if (parse_id(seg, len, &op) != 0 || op >= b->nops || *p != '\0')

@@ -144,20 +144,30 @@ void sh_status_stopped(sh_status_t *s, double time)
     uv_mutex_unlock(&s->lock);
 }
 
+/* Grows the array *arr of *n elements of `size` bytes to hold index id (new elements zeroed).
+ * Ids are stream and output operation ids: small; one past 4095 is refused. 0, or -1 for a bad
+ * id or no memory (the array is then as it was). */
+static int grow_to(void **arr, int *n, int id, size_t size)
+{
+    char *p;
+
+    if (id < 0 || id > 4095)
+        return -1;
+    if (id < *n)
+        return 0;
+    p = sh_realloc(*arr, (size_t) (id + 1) * size);
+    if (p == NULL)
+        return -1;
+    memset(p + (size_t) *n * size, 0, (size_t) (id + 1 - *n) * size);
+    *arr = p;
+    *n = id + 1;
+    return 0;
+}
+
 /* The input record of stream id, grown into existence; NULL for a bad id or no memory. */
 static sh_status_input_t *input_at(sh_status_t *s, int id)
 {
-    if (id < 0 || id > 4095)
-        return NULL;
-    if (id >= s->ninputs) {
-        sh_status_input_t *in = sh_realloc(s->inputs, (size_t) (id + 1) * sizeof(*in));
-        if (in == NULL)
-            return NULL;
-        memset(in + s->ninputs, 0, (size_t) (id + 1 - s->ninputs) * sizeof(*in));
-        s->inputs = in;
-        s->ninputs = id + 1;
-    }
-    return &s->inputs[id];
+    return grow_to((void **) &s->inputs, &s->ninputs, id, sizeof(*s->inputs)) ? NULL : &s->inputs[id];
 }
 
 void sh_status_input(sh_status_t *s, int id, const char *name, const char *location, int receiver)
@@ -270,18 +280,8 @@ void sh_status_batch_input(sh_status_t *s, double time_ms, int id, double record
 
     uv_mutex_lock(&s->lock);
     b = find(s, time_ms);
-    if (b != NULL && id >= 0 && id < 4096) {
-        if (id >= b->ninputs) {
-            uint64_t *r = sh_realloc(b->input_records, (size_t) (id + 1) * sizeof(*r));
-            if (r == NULL)
-                goto out;
-            memset(r + b->ninputs, 0, (size_t) (id + 1 - b->ninputs) * sizeof(*r));
-            b->input_records = r;
-            b->ninputs = id + 1;
-        }
+    if (b != NULL && grow_to((void **) &b->input_records, &b->ninputs, id, sizeof(uint64_t)) == 0)
         b->input_records[id] = records > 0 ? (uint64_t) records : 0;
-    }
-out:
     uv_mutex_unlock(&s->lock);
 }
 
@@ -300,18 +300,12 @@ void sh_status_batch_started(sh_status_t *s, double time_ms, double started)
 /* The record of output operation id in b, grown into existence; NULL on a bad id. */
 static sh_status_op_t *op_at(sh_status_batch_t *b, int id)
 {
-    if (id < 0 || id > 4095)
+    int i = b->nops;
+
+    if (grow_to((void **) &b->ops, &b->nops, id, sizeof(*b->ops)))
         return NULL;
-    if (id >= b->nops) {
-        sh_status_op_t *ops = sh_realloc(b->ops, (size_t) (id + 1) * sizeof(*ops));
-        if (ops == NULL)
-            return NULL;
-        memset(ops + b->nops, 0, (size_t) (id + 1 - b->nops) * sizeof(*ops));
-        for (int i = b->nops; i <= id; i++)
-            ops[i].id = i;
-        b->ops = ops;
-        b->nops = id + 1;
-    }
+    for (; i < b->nops; i++)
+        b->ops[i].id = i;
     return &b->ops[id];
 }
 
