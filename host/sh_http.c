@@ -4,6 +4,8 @@
 #include "sh_buf.h"
 #include "sh_common.h"
 
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <uv.h>
@@ -396,7 +398,13 @@ static void on_stop(uv_async_t *a)
 static void serve(void *arg)
 {
     struct sh_http_s *srv = arg;
+    sigset_t pipe;
 
+    /* A client that goes away mid-reply must fail the write (EPIPE), not kill an embedder
+     * that never ignored SIGPIPE. */
+    sigemptyset(&pipe);
+    sigaddset(&pipe, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe, NULL);
     uv_run(&srv->loop, UV_RUN_DEFAULT);
 }
 

@@ -431,6 +431,13 @@ void sh_status_checkpoint(sh_status_t *s, const char *dir, double time, double b
     uv_mutex_unlock(&s->lock);
 }
 
+void sh_status_checkpoint_dir(sh_status_t *s, const char *dir)
+{
+    uv_mutex_lock(&s->lock);
+    set_str(&s->ckpt.dir, dir);
+    uv_mutex_unlock(&s->lock);
+}
+
 void sh_status_hash(const void *data, size_t len, char out[17])
 {
     const unsigned char *p = data;

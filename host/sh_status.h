@@ -138,6 +138,9 @@ void sh_status_reload(sh_status_t *s, double time, const char *script, const cha
 void sh_status_checkpoint(sh_status_t *s, const char *dir, double time, double batch_ms,
                           int ok, const char *message);
 
+/* Checkpointing is on, into `dir` (NULL: off), before any write is reported. */
+void sh_status_checkpoint_dir(sh_status_t *s, const char *dir);
+
 /* -- Readers (with the lock held) --------------------------------------------------------- */
 
 /* Index of batch time_ms in s->batches, or -1. */

@@ -137,7 +137,8 @@
       r.script, r.scriptHash, r.message ? el("div", r.message, "error") : ""], r.accepted ? null : "failed")));
     const c = h.checkpoint;
     dl("checkpoint", c.enabled ? [["Directory", c.directory], ["Last write", time(c.lastTime)],
-                                  ["Batch covered", time(c.lastBatchTime)], ["Result", c.lastOk ? "written" : "failed"],
+                                  ["Batch covered", time(c.lastBatchTime)],
+                                  ["Result", !c.lastTime ? "none written yet" : c.lastOk ? "written" : "failed"],
                                   ["Written / failed", c.numWritten + " / " + c.numFailed],
                                   ["Message", c.lastMessage]]
                                : [["Checkpointing", "off"]]);

@@ -26,6 +26,7 @@ void sh_status_reload(sh_status_t *s, double time, const char *script, const cha
                       const char *message);
 void sh_status_checkpoint(sh_status_t *s, const char *dir, double time, double batch_ms,
                           int ok, const char *message);
+void sh_status_checkpoint_dir(sh_status_t *s, const char *dir);
 ]]
 
 local C = shffi.C
@@ -63,6 +64,7 @@ local on = {}
 
 function on.onStreamingStarted(s, ssc, info)
     C.sh_status_started(s, str(ssc.sparkContext.appName), ssc._batch_ms, info.time)
+    C.sh_status_checkpoint_dir(s, str(ssc._checkpoint_dir))
     for _, d in ipairs(ssc._inputs) do
         local src = d._source
         C.sh_status_input(s, src.stream_id, str(src.name), str(src.location), src.receiver and 1 or 0)

@@ -149,6 +149,12 @@ static void test_checkpoint_and_reload_status_are_reported(void)
     char path[256], *j, *m;
     int status;
 
+    sh_status_checkpoint_dir(s, "/ck");
+    snprintf(path, sizeof path, "/api/v1/applications/%s/streaming/host", s->app_id);
+    j = render_api(s, path, "", &status);
+    CHECK(strstr(j, "\"checkpoint\":{\"enabled\":true,\"directory\":\"/ck\",\"lastTime\":null") &&
+          strstr(j, "\"numWritten\":0,\"numFailed\":0"), "on, nothing written yet: %s", j);
+    sh_free(j);
     sh_status_checkpoint(s, "/ck", T0 / 1000 + 1, T0, 1, NULL);
     sh_status_checkpoint(s, "/ck", T0 / 1000 + 2, T0 + 1000, 0, "/ck/x.tmp: no space left on device");
     sh_status_reload(s, T0 / 1000 + 3, "job2.lua", "00000000000000aa", 0, "job2.lua:4: syntax error");
