@@ -72,7 +72,7 @@ class StatusPageInChromium(unittest.TestCase):
         polls_during = b.evaluate("streamhostUi.polls()") - polls_before
         self.assertGreaterEqual(busy_for, 2.0, "the busy batch was not busy")
         self.assertGreaterEqual(len(answers), 5)
-        self.assertLess(max(answers), 1.0, answers)
+        self.assertLess(max(answers), 2.0, answers)  # each far inside the 3 s busy batch
         self.assertGreaterEqual(polls_during, 2)
         type(self).notes.append("busy %.1fs: %d /metrics answers, slowest %.1f ms, median %.1f ms; page polls %d"
               % (busy_for, len(answers), max(answers) * 1000, sorted(answers)[len(answers) // 2] * 1000,
