@@ -65,7 +65,7 @@ class MetricsAndApi(unittest.TestCase):
                   "streamhost_batch_interval_seconds", "streamhost_info"):
             self.assertEqual(types.get(g), "gauge", g)
         self.assertEqual(self.value(fams, "streamhost_batch_interval_seconds"), 0.1)
-        self.assertEqual(self.value(fams, "streamhost_receivers_active"), 1)
+        self.assertEqual(self.value(fams, "streamhost_receivers"), 2)
         info = fams["streamhost_info"].samples[0].labels
         self.assertEqual(info["app"], "UiSpecJob")
         self.assertTrue(info["script"].endswith("ui_job.lua"))
@@ -88,6 +88,10 @@ class MetricsAndApi(unittest.TestCase):
         self.assertEqual(self.value(fams2, "streamhost_batches_failed_total"), failed)
         socket_records = self.value(fams2, "streamhost_input_records_total", stream_id="1")
         self.assertGreater(socket_records, 0)
+        # The receiver whose peer hung up: its errors are counted, the other's are not.
+        wait_until(lambda: self.value(self.families()[0], "streamhost_receiver_errors_total", stream_id="2") >= 1,
+                   20, "the lost peer's error in /metrics")
+        self.assertEqual(self.value(fams2, "streamhost_receiver_errors_total", stream_id="1"), 0)
 
     def test_api_statistics_batches_operations_and_receivers_have_sparks_fields(self):
         job = self.job
@@ -107,24 +111,28 @@ class MetricsAndApi(unittest.TestCase):
         done = [b for b in batches if b["status"] == "COMPLETED"]
         failed = [b for b in done if b["numFailedOutputOps"] == 1][0]
         self.assertEqual(failed["numTotalOutputOps"], 3)
-        self.assertRegex(failed["firstFailureReason"], r"ui_job\.lua:29: every third batch fails")
+        self.assertRegex(failed["firstFailureReason"], r"ui_job\.lua:\d+: every third batch fails")
         self.assertEqual(failed["totalDelay"], failed["schedulingDelay"] + failed["processingTime"])
         ops = job.get_json("%s/batches/%d/operations" % (job.api, failed["batchId"]))
         self.assertEqual([o["outputOpId"] for o in ops], [0, 1, 2])
         self.assertIsNone(ops[0]["failureReason"])
-        self.assertRegex(ops[1]["failureReason"], r"ui_job\.lua:29")
+        self.assertRegex(ops[1]["failureReason"], r"ui_job\.lua:\d+")
         self.assertEqual(ops[1]["name"], "foreachRDD")
         self.assertRegex(ops[1]["description"], r"ui_job\.lua:\d+")
         one = job.get_json("%s/batches/%d/operations/1" % (job.api, failed["batchId"]))
         self.assertEqual(one, ops[1])
         receivers = job.get_json(job.api + "/receivers")
-        self.assertEqual(len(receivers), 1)
+        self.assertEqual([r["streamId"] for r in receivers], [1, 2])
         r = receivers[0]
         self.assertEqual(r["streamId"], 1)
         self.assertTrue(r["isActive"])
         self.assertRegex(r["streamName"], r"^SocketReceiver\(127\.0\.0\.1:\d+\)$")
         self.assertGreater(r["avgEventRate"], 0)
-        self.assertEqual(job.get_json(job.api + "/receivers/1"), job.get_json(job.api + "/receivers/1"))
+        self.assertIsNone(r["lastErrorMessage"])
+        lost = wait_until(lambda: job.get_json(job.api + "/receivers/2")["lastErrorMessage"], 20,
+                          "the lost peer's error in the API")
+        self.assertIn("127.0.0.1:%d" % job.peer.port, lost)
+        self.assertRegex(job.get_json(job.api + "/receivers/2")["lastErrorTime"], r"GMT$")
         host = job.get_json(job.api + "/host")
         self.assertEqual(host["state"], "ACTIVE")
         self.assertFalse(host["checkpoint"]["enabled"])

@@ -45,7 +45,10 @@ class StatusPageInChromium(unittest.TestCase):
         # The tables are filled: a receiver row and completed batches, one with its failure.
         text = b.evaluate("document.body.innerText")
         self.assertIn("SocketReceiver(127.0.0.1:", text)
-        self.assertIn("ui_job.lua:29: every third batch fails", text)
+        # The receiver whose peer hung up shows its error in the receivers table.
+        wait_until(lambda: "peer closed the connection" in b.evaluate(
+            "document.querySelector('#receivers tbody').innerText"), 20, "the lost peer's error on the page")
+        self.assertRegex(text, r"ui_job\.lua:\d+: every third batch fails")
         self.assertIn("UiSpecJob", text)
         self.assertEqual(console_errors(b.drain_events()), [])
 

@@ -1,7 +1,8 @@
 -- spec/ui/ui_job.lua: the job the status-page tests watch: a queue and a socket receiver (the
 -- built-in TextServer), three output operations (one fails every third batch; one busy-waits
--- 3 s in the driver when the file arg[1] .. ".busy" appears). Runs until arg[2] seconds pass
--- or a stop signal.
+-- 3 s in the driver when the file arg[1] .. "/busy" appears). Runs until arg[2] seconds pass
+-- or a stop signal; arg[3] is the batch interval; with arg[4], a second socket receiver reads
+-- from that port of 127.0.0.1 (a test peer that hangs up on it).
 local sh = require "streamhost"
 local dir, seconds = arg[1], tonumber(arg[2] or "60")
 local interval = tonumber(arg[3] or "0.2")
@@ -10,6 +11,7 @@ local server = sh.TextServer { path = "examples/data/river.txt", linesPerSecond 
 local ssc = sh.StreamingContext(sh.SparkContext(nil, "UiSpecJob"), interval)
 local queue = ssc:queueStream({}, true, { "a", "b", "c" })
 local lines = ssc:socketTextStream(server.host, server.port)
+if arg[4] then ssc:socketTextStream("127.0.0.1", tonumber(arg[4])) end
 
 local function exists(path)
     local f = io.open(path, "rb")

@@ -35,14 +35,19 @@ def wait_until(cond, timeout, what, step=0.05):
 class Job:
     """streamhost running ui_job.lua with the status server on 127.0.0.1 and a free port."""
 
-    def __init__(self, seconds=90, interval=0.2, ui="127.0.0.1:0"):
+    def __init__(self, seconds=90, interval=0.2, ui="127.0.0.1:0", hangup_peer=True):
         self.dir = tempfile.mkdtemp(prefix="ui-job-")
         self.err_path = os.path.join(self.dir, "stderr")
+        self.peer = LineServer() if hangup_peer else None
+        extra = [str(self.peer.port)] if self.peer else []
         with open(self.err_path, "wb") as err:
             self.proc = subprocess.Popen(
                 [STREAMHOST, "--master", "local[2]", "--ui", ui, "spec/ui/ui_job.lua", self.dir,
-                 str(seconds), str(interval)],
+                 str(seconds), str(interval)] + extra,
                 cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err)
+        if self.peer:
+            self.peer.cmd("accept")  # the job's second receiver connects, then loses its peer
+            self.peer.cmd("close")
         m = wait_until(lambda: re.search(r"status page at http://([0-9.]+):(\d+)/", self.stderr()),
                        20, "the status page's address on stderr")
         self.host, self.port = m.group(1), int(m.group(2))
@@ -72,7 +77,34 @@ class Job:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        if self.peer:
+            self.peer.quit()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class LineServer:
+    """build/peers/line_server (make peers): a TCP peer on 127.0.0.1 driven by commands."""
+
+    def __init__(self):
+        self.proc = subprocess.Popen([os.path.join(ROOT, "build/peers/line_server"), "0"],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        m = re.match(r"PORT (\d+)", line)
+        if not m:
+            self.quit()
+            raise AssertionError("line_server printed %r, not its port (is it built?)" % line)
+        self.port = int(m.group(1))
+
+    def cmd(self, line):
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
+    def quit(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        for f in (self.proc.stdin, self.proc.stdout):
+            f.close()
 
 
 def raw_request(host, port, data, timeout=5.0):
