@@ -27,12 +27,11 @@ local function snapshot(t, depth)
     for k, v in pairs(t) do out[k] = snapshot(v, depth - 1) end
     return out
 end
-M.snapshot = snapshot
 
 -- Calls listener:event(info) on every listener that has it (info as of the post: a snapshot
 -- the listeners share), each call in a coroutine of its own that starts at the host's next
--- turn, in the order posted (it may wait, stop the context,
--- ...; the batch does not wait for it). A listener that raises is reported once on stderr,
+-- turn, in the order posted (it may wait, stop the context, ...; the batch does not wait for
+-- it). A listener that raises is reported once on stderr,
 -- with its error, and removed from `listeners`: the job goes on without it.
 function M.post(listeners, event, info)
     local loop = require "streamhost.loop"
