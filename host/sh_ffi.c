@@ -35,6 +35,13 @@ SH_EXPORT void sh_ffi_timer_arm(sh_host_t *h, double ms)
     sh__host_arm_timer(h, ms);
 }
 
+/* The host's status model, for lua/streamhost/status.lua, which updates it through the
+ * sh_status_* setters (any thread; see sh_status.h). Owned by the host. */
+SH_EXPORT sh_status_t *sh_ffi_status(sh_host_t *h)
+{
+    return h->status;
+}
+
 SH_EXPORT const char *sh_ffi_master(sh_host_t *h)
 {
     return h->master;

@@ -11,6 +11,9 @@
 #ifndef SH_LUA_DIR
 #define SH_LUA_DIR "lua"
 #endif
+#ifndef SH_UI_DIR
+#define SH_UI_DIR "ui"
+#endif
 
 /* -- Calls into the driver state ------------------------------------------------------------ */
 
@@ -139,9 +142,11 @@ sh_host_t *sh_host_new(int *err)
     h->dispatch_ref = LUA_NOREF;
     h->lua_dir = sh__strdup(SH_LUA_DIR);
     h->master = sh__strdup("local[*]");
-    if (h->lua_dir == NULL || h->master == NULL) {
+    h->status = sh_status_new(err);
+    if (h->lua_dir == NULL || h->master == NULL || h->status == NULL) {
         sh_free(h->lua_dir);
         sh_free(h->master);
+        sh_status_free(h->status);
         sh_free(h);
         *err = SH_ENOMEM;
         return NULL;
@@ -252,6 +257,57 @@ int sh_host_set_lua_dir(sh_host_t *h, const char *dir)
     return 0;
 }
 
+int sh_host_set_ui(sh_host_t *h, const char *addr, int port)
+{
+    const char *dir = getenv("STREAMHOST_UI_DIR");
+    char *err = NULL;
+
+    if (h->ui != NULL) {
+        sh__host_set_error(h, "the status server already runs");
+        return SH_ESTATE;
+    }
+    h->ui = sh_ui_start(h->status, addr, port, dir && dir[0] ? dir : SH_UI_DIR, &err);
+    if (h->ui == NULL) {
+        sh__host_set_error(h, err ? err : "status server: out of memory");
+        sh_free(err);
+        return SH_EINVAL;
+    }
+    return 0;
+}
+
+int sh_host_ui_port(const sh_host_t *h)
+{
+    return h->ui ? sh_ui_port(h->ui) : 0;
+}
+
+/* Tells the status model the script's path and content hash (empty when unreadable: the
+ * load reports that). */
+static void status_script(sh_host_t *h, const char *script)
+{
+    char hash[17] = "", *data = NULL;
+    FILE *f = fopen(script, "rb");
+    size_t cap = 0, len = 0, n;
+
+    while (f != NULL) {
+        if (len == cap) {
+            char *p = sh_realloc(data, cap = cap ? cap * 2 : 65536);
+            if (p == NULL)
+                break;
+            data = p;
+        }
+        n = fread(data + len, 1, cap - len, f);
+        len += n;
+        if (n == 0) {
+            sh_status_hash(data, len, hash);
+            break;
+        }
+    }
+    if (f != NULL)
+        fclose(f);
+    sh_free(data);
+    sh_status_script(h->status, script, hash);
+}
+
 int sh_host_load(sh_host_t *h, const char *script, int argc, const char *const *argv)
 {
     lua_State *L;
@@ -294,6 +350,7 @@ int sh_host_load(sh_host_t *h, const char *script, int argc, const char *const *
         return SH_ELUA;
     }
     h->script_ref = luaL_ref(L, LUA_REGISTRYINDEX);      /* - */
+    status_script(h, script);
     {
         char *err = NULL;
         if (push_driver_fn(L, "dispatch", &err)) {
@@ -401,6 +458,8 @@ void sh_host_free(sh_host_t *h)
         uv_run(h->loop, UV_RUN_DEFAULT);
         uv_loop_close(h->loop);
     }
+    sh_ui_stop(h->ui);  /* after the loop: the model outlives every reader */
+    sh_status_free(h->status);
     sh_free(h->lua_dir);
     sh_free(h->master);
     sh_free(h->last_error);

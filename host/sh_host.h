@@ -3,6 +3,8 @@
 #define SH_HOST_H
 
 #include "streamhost.h"
+#include "sh_status.h"
+#include "sh_ui.h"
 
 #include <lua.h>
 #include <uv.h>
@@ -27,6 +29,8 @@ struct sh_host_s {
     int result;
     int dispatching;        /* the driver state is running a dispatch (no re-entry) */
     int in_run;             /* sh_host_run is turning the own loop */
+    sh_status_t *status;    /* what the status page reports; Lua updates it (streamhost.status) */
+    sh_ui_t *ui;            /* the status server, when sh_host_set_ui started one */
 };
 
 /* Replaces the host's last error with a copy of `msg`. */

@@ -15,13 +15,16 @@ static volatile long first_signal_ms;     /* monotonic ms of the first; written 
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: streamhost [--master local[N]] JOB.lua [ARGS...]\n"
+            "usage: streamhost [--master local[N]] [--ui [ADDR:]PORT] JOB.lua [ARGS...]\n"
             "\n"
             "Runs a streaming job written against the pyspark.streaming API in Lua.\n"
             "ARGS reach the script as the table `arg` (arg[1], arg[2], ...).\n"
             "\n"
             "  --master M   local, local[N] (N worker threads) or local[*] (one per core);\n"
             "               used when the script's SparkContext names no master\n"
+            "  --ui [ADDR:]PORT  serve the status page, /metrics and /api/v1 on ADDR:PORT\n"
+            "               (ADDR defaults to 127.0.0.1; PORT 0 picks a free one; a bare --ui\n"
+            "               before the script means 127.0.0.1:4040)\n"
             "  --help       this text\n"
             "  --version    the version\n"
             "\n"
@@ -60,10 +63,42 @@ static void on_signal(int sig)
     }
 }
 
+/* Parses [ADDR:]PORT (ADDR an IPv4 literal or a bracketed IPv6 one). 0, or -1 when it is
+ * not of that form. */
+static int parse_ui(const char *spec, char *addr, size_t addrlen, int *port)
+{
+    const char *colon = strrchr(spec, ':'), *p;
+    char *end;
+    long n;
+
+    snprintf(addr, addrlen, "127.0.0.1");
+    p = spec;
+    if (colon != NULL) {
+        size_t len = (size_t) (colon - spec);
+        if (spec[0] == '[' && len >= 2 && spec[len - 1] == ']') {
+            spec++;
+            len -= 2;
+        }
+        if (len == 0 || len >= addrlen)
+            return -1;
+        memcpy(addr, spec, len);
+        addr[len] = '\0';
+        p = colon + 1;
+    }
+    if (*p < '0' || *p > '9')
+        return -1;
+    n = strtol(p, &end, 10);
+    if (*end != '\0' || n < 0 || n > 65535)
+        return -1;
+    *port = (int) n;
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
-    const char *master = NULL, *lua_dir = getenv("STREAMHOST_LUA_DIR");
-    int i = 1, err = 0, rc;
+    const char *master = NULL, *lua_dir = getenv("STREAMHOST_LUA_DIR"), *ui = NULL;
+    char ui_addr[128];
+    int i = 1, err = 0, rc, ui_port = 4040;
 
     for (; i < argc && argv[i][0] == '-' && argv[i][1] == '-'; i++) {
         if (strcmp(argv[i], "--help") == 0) {
@@ -80,6 +115,15 @@ int main(int argc, char **argv)
             master = argv[++i];
         } else if (strncmp(argv[i], "--master=", 9) == 0) {
             master = argv[i] + 9;
+        } else if (strcmp(argv[i], "--ui") == 0 || strncmp(argv[i], "--ui=", 5) == 0) {
+            /* A value is the next argument unless that is the script (a bare --ui). */
+            ui = argv[i][4] == '=' ? argv[i] + 5
+                 : i + 2 < argc && parse_ui(argv[i + 1], ui_addr, sizeof ui_addr, &ui_port) == 0 ? argv[++i]
+                 : "4040";
+            if (parse_ui(ui, ui_addr, sizeof ui_addr, &ui_port) != 0) {
+                fprintf(stderr, "streamhost: --ui '%s': expected [ADDR:]PORT, such as 4040 or 127.0.0.1:4040\n", ui);
+                return 2;
+            }
         } else {
             fprintf(stderr, "streamhost: unknown option '%s'\n", argv[i]);
             usage(stderr);
@@ -101,6 +145,13 @@ int main(int argc, char **argv)
         rc = sh_host_set_master(host, master);
     if (rc == 0 && lua_dir != NULL && lua_dir[0] != '\0')
         rc = sh_host_set_lua_dir(host, lua_dir);
+    if (rc == 0 && ui != NULL) {
+        rc = sh_host_set_ui(host, ui_addr, ui_port);
+        if (rc == 0)
+            fprintf(stderr, "streamhost: status page at http://%s%s%s:%d/\n",
+                    strchr(ui_addr, ':') ? "[" : "", ui_addr, strchr(ui_addr, ':') ? "]" : "",
+                    sh_host_ui_port(host));
+    }
     if (rc == 0)
         rc = sh_host_load(host, argv[i], argc - i - 1, (const char *const *) argv + i + 1);
     if (rc == 0) {

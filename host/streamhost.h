@@ -61,6 +61,18 @@ int sh_host_finished(const sh_host_t *h, int *rc);
  * processed, then the job ends. Safe from any thread and from a signal handler. */
 void sh_host_stop(sh_host_t *h);
 
+/* Serves the status page (Spark's Streaming tab: live plots, batches, receivers), /metrics
+ * (Prometheus text format) and /api/v1 (Spark's REST API for streaming) on addr:port, from a
+ * thread and loop of its own, so it answers while the job's functions run. addr NULL means
+ * 127.0.0.1 (give "0.0.0.0" or "::" to serve beyond this machine); port 0 picks a free port
+ * (sh_host_ui_port tells which). Any time after sh_host_new, once; the server stops in
+ * sh_host_free. The page's files come from STREAMHOST_UI_DIR (default: the repository's ui/),
+ * the plot library from there or Debian's libjs-dygraphs. Errors (address in use, a missing
+ * file) name the address or the file. */
+int sh_host_set_ui(sh_host_t *h, const char *addr, int port);
+/* The port the status server listens on, or 0 when it does not run. */
+int sh_host_ui_port(const sh_host_t *h);
+
 /* The last error, or "" when there was none. Valid until the next call on the host. */
 const char *sh_host_last_error(const sh_host_t *h);
 

@@ -268,11 +268,12 @@ function Checkpointer:submit(j, what)
     return id
 end
 
-function Checkpointer:write_metadata()
+-- t: the batch time the metadata is written for (generated or completed).
+function Checkpointer:write_metadata(t)
     self.seq = self.seq + 1
     local j = new_job(self.dir, META .. self.seq, self:metadata())
     C.sh_ffi_ckpt_job_keep_newest(j, META, KEEP_META)
-    self:submit(j, { kind = "metadata" })
+    self:submit(j, { kind = "metadata", time = t })
 end
 
 -- The state of every stateful stream as of now (after batch t committed).
@@ -322,7 +323,7 @@ function Checkpointer:generated(batch)
         end
     end
     if self.last_generated == nil or t > self.last_generated then self.last_generated = t end
-    self:write_metadata()
+    self:write_metadata(t)
 end
 
 function Checkpointer:due(t)
@@ -335,7 +336,7 @@ function Checkpointer:completed(batch)
     local t = batch.time
     if self.last_completed == nil or t > self.last_completed then self.last_completed = t end
     if self:due(t) then self:write_state(t) end
-    self:write_metadata()
+    self:write_metadata(t)
     if self.wal then
         local keep_from = self:keep_from()
         for _, d in ipairs(self.ssc._inputs) do
@@ -369,6 +370,9 @@ function Checkpointer:poll()
         local rc, msg = rc_out[0], shffi.take_string(err_out[0])
         local stats = self.stats
         if job then
+            if job.kind == "metadata" or job.kind == "state" then  -- the status page's
+                require("streamhost.status").checkpoint(self.dir, job.time and job.time / 1000, rc == 0, msg)
+            end
             local took = C.sh_ffi_now() - job.submitted
             if rc ~= 0 then
                 stats.failures = stats.failures + 1
@@ -400,7 +404,7 @@ end
 function Checkpointer:final()
     if self.writer == nil then return end
     if self.interval_ms and self.last_completed then self:write_state(self.last_completed) end
-    self:write_metadata()
+    self:write_metadata(self.last_completed)
     C.sh_ffi_ckpt_drain(self.writer)
     self:poll()
 end

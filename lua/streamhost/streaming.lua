@@ -11,6 +11,7 @@ require "streamhost.window"  -- windowed and stateful DStream methods
 require "streamhost.state"
 local sources = require "streamhost.sources"
 local listener = require "streamhost.listener"
+local status = require "streamhost.status"
 
 local C = shffi.C
 local floor = math.floor
@@ -170,6 +171,7 @@ end
 
 -- Delivers a listener event, each listener's call in a coroutine of its own (it may wait).
 function StreamingContext:_post(event, info)
+    status.post(self, event, info)  -- the status page's model, before any listener runs
     listener.post(self._listeners, event, info)
 end
 
@@ -301,6 +303,7 @@ local function finish_stop(ssc, stopSparkContext)
     ssc._state = "stopped"
     if active == ssc then active = nil end
     stop_inputs(ssc)
+    status.stopped()
     drop_queue(ssc)
     if ssc._sched ~= nil then
         C.sh_ffi_sched_free(ssc._sched)  -- after the receivers that feed it are closed

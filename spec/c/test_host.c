@@ -2,8 +2,12 @@
  * another thread, errors with file and line, arguments, workers. */
 #include "streamhost.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <pthread.h>
+#include <poll.h>
 #include <stdio.h>
+#include <sys/socket.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -224,6 +228,95 @@ static void test_invalid_master_is_refused(void)
     OK();
 }
 
+/* GET path from 127.0.0.1:port; the reply (NUL-ended, cut at 64 KiB) in a static buffer. */
+static const char *http_get(int port, const char *path)
+{
+    static char buf[65536];
+    struct sockaddr_in sa;
+    struct pollfd p;
+    char req[256];
+    size_t len = 0;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t) port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    buf[0] = '\0';
+    snprintf(req, sizeof req, "GET %s HTTP/1.0\r\n\r\n", path);
+    if (connect(fd, (struct sockaddr *) &sa, sizeof sa) == 0 && write(fd, req, strlen(req)) > 0) {
+        p.fd = fd;
+        p.events = POLLIN;
+        while (len < sizeof buf - 1 && poll(&p, 1, 5000) == 1) {
+            ssize_t n = read(fd, buf + len, sizeof buf - 1 - len);
+            if (n <= 0)
+                break;
+            len += (size_t) n;
+        }
+        buf[len] = '\0';
+    }
+    close(fd);
+    return buf;
+}
+
+static void *run_host(void *h)
+{
+    sh_host_run(h);
+    return NULL;
+}
+
+/* The same status server the executable's --ui starts, from the embedding API: it answers
+ * while the job's driver is busy in Lua (no loop turn), and stops with the host. */
+static void test_status_server_from_c_answers_while_the_driver_is_busy(void)
+{
+    int err = 0, port;
+    sh_host_t *h = sh_host_new(&err);
+    const char *script = write_script("busy.lua",
+        "local sh = require 'streamhost'\n"
+        "local ssc = sh.StreamingContext(sh.SparkContext('local[1]', 'EmbeddedUi'), 0.05)\n"
+        "local n = 0\n"
+        "ssc:queueStream({}, true, {1}):foreachRDD(function(rdd)\n"
+        "  n = n + 1\n"
+        "  if n == 3 then\n"
+        "    local f = assert(io.open(arg[1], 'w')); f:close()\n"
+        "    local t0 = os.clock(); while os.clock() - t0 < 1.5 do end\n"
+        "    ssc:stop(true, false)\n"
+        "  end\n"
+        "end)\n"
+        "ssc:start()\n"
+        "ssc:awaitTermination()\n");
+    char flag[300];
+    const char *argv[1];
+    const char *r;
+    pthread_t t;
+
+    CHECK(h != NULL, "sh_host_new failed: %d", err);
+    CHECK(sh_host_set_ui(h, "256.0.0.1", 0) == SH_EINVAL, "a bad address was taken");
+    CHECK(strstr(sh_host_last_error(h), "256.0.0.1:0: not an IP address"), "%s", sh_host_last_error(h));
+    CHECK(sh_host_ui_port(h) == 0, "no server yet");
+    CHECK(sh_host_set_ui(h, NULL, 0) == 0, "set_ui: %s", sh_host_last_error(h));
+    CHECK(sh_host_set_ui(h, NULL, 0) == SH_ESTATE, "a second server");
+    port = sh_host_ui_port(h);
+    CHECK(port > 0, "port %d", port);
+    r = http_get(port, "/api/v1/applications");
+    CHECK(strstr(r, "HTTP/1.1 200 OK") && strstr(r, "\"id\":\"local-"), "%s", r);
+    snprintf(flag, sizeof flag, "%s/busy.flag", tmpdir);
+    argv[0] = flag;
+    CHECK(sh_host_load(h, script, 1, argv) == 0, "load: %s", sh_host_last_error(h));
+    /* The job runs on a thread of its own while this one asks the status server during the
+     * busy batch. */
+    CHECK(pthread_create(&t, NULL, run_host, h) == 0, "thread");
+    while (access(flag, F_OK) != 0)
+        usleep(10 * 1000);
+    r = http_get(port, "/metrics");
+    CHECK(strstr(r, "HTTP/1.1 200 OK") && strstr(r, "streamhost_batches_running 1\n") &&
+          strstr(r, "streamhost_batches_completed_total 2\n") && strstr(r, "app=\"EmbeddedUi\""),
+          "during the busy batch: %.2000s", r);
+    pthread_join(t, NULL);
+    sh_host_free(h);
+    OK();
+}
+
 int main(void)
 {
     if (mkdtemp(tmpdir) == NULL) {
@@ -236,6 +329,7 @@ int main(void)
     test_syntax_error_names_file_and_line();
     test_runtime_error_names_file_and_line();
     test_invalid_master_is_refused();
+    test_status_server_from_c_answers_while_the_driver_is_busy();
     printf("%d passed, %d failed\n", passed, failed);
     return failed != 0;
 }
