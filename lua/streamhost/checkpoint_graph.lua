@@ -32,15 +32,12 @@ local EXT_REFUSED = {
     accumulator = "an accumulator",
 }
 
--- Adds the registry entry `id` (and the lazy builders it refers to) to `entries` (id -> bytes);
--- refuses broadcasts and accumulators, which Spark cannot recover from a checkpoint either.
-local function add_entry(entries, id, what)
-    id = tonumber(id)
-    if entries[id] then return end
-    local bytes = ship.entry_bytes(id)
-    if bytes == nil then error("checkpoint: " .. what .. " is no longer in the function registry", 0) end
-    entries[id] = bytes
-    each_ext(buffer.decode(bytes), function(mark)
+local add_entry
+
+-- Refuses what a decoded pack captures that Spark cannot recover from a checkpoint either
+-- (broadcasts, accumulators); adds the builders of its lazy values to `entries`.
+local function check_captures(pack, entries, what)
+    each_ext(pack, function(mark)
         if EXT_REFUSED[mark.kind] then
             error(string.format("cannot checkpoint %s: it captures %s, which cannot be recovered from a checkpoint (as in Spark); create it lazily in the driver (in foreachRDD, once) or use sh.lazy",
                 what, EXT_REFUSED[mark.kind]), 0)
@@ -50,18 +47,21 @@ local function add_entry(entries, id, what)
     end, {})
 end
 
+-- Adds the registry entry `id` (and the lazy builders it refers to) to `entries` (id -> bytes).
+add_entry = function(entries, id, what)
+    id = tonumber(id)
+    if entries[id] then return end
+    local bytes = ship.entry_bytes(id)
+    if bytes == nil then error("checkpoint: " .. what .. " is no longer in the function registry", 0) end
+    entries[id] = bytes
+    check_captures(buffer.decode(bytes), entries, what)
+end
+
 -- Packs a driver function into bytes; its lazy builders join `entries`.
 local function pack_driver(entries, f, what)
     local ok, bytes = pcall(ship.pack_bytes, f, "cannot checkpoint " .. what)
     if not ok then error("checkpoint: " .. tostring(bytes), 0) end
-    each_ext(buffer.decode(bytes), function(mark)
-        if EXT_REFUSED[mark.kind] then
-            error(string.format("cannot checkpoint %s: it captures %s, which cannot be recovered from a checkpoint (as in Spark); create it lazily in the driver or use sh.lazy",
-                what, EXT_REFUSED[mark.kind]), 0)
-        elseif mark.kind == "lazy" then
-            add_entry(entries, mark.id, what)
-        end
-    end, {})
+    check_captures(buffer.decode(bytes), entries, what)
     return bytes
 end
 

@@ -104,6 +104,18 @@ local function commit(sid, part, chunks, time)
     return nums
 end
 
+-- Makes st ({chunks, time}) the committed state of (sid, part), releasing the one it replaces.
+local function set_committed(sid, part, st)
+    local cur = stores[sid]
+    if cur == nil then
+        cur = {}
+        stores[sid] = cur
+    end
+    local old = cur[part]
+    cur[part] = st
+    if old then release(old.chunks) end
+end
+
 local function old_chunks(sid, part)
     local per = stores[sid]
     local st = per and per[part]
@@ -212,14 +224,7 @@ function M.install(worker)
         local n = 0
         for part, st in pairs(per) do
             if sink.ok and st.time == sink.time then
-                local cur = stores[sink.sid]
-                if cur == nil then
-                    cur = {}
-                    stores[sink.sid] = cur
-                end
-                local old = cur[part]
-                cur[part] = st
-                if old then release(old.chunks) end
+                set_committed(sink.sid, part, st)
                 n = n + 1
             else
                 release(st.chunks)
@@ -235,14 +240,7 @@ function M.install(worker)
         check_owner(worker, sink, part)
         local chunks = {}
         for i, n in ipairs(sink.blobs) do chunks[i] = shffi.adopt_blob(n) end
-        local cur = stores[sink.sid]
-        if cur == nil then
-            cur = {}
-            stores[sink.sid] = cur
-        end
-        local old = cur[part]
-        cur[part] = { chunks = chunks, time = sink.time }
-        if old then release(old.chunks) end
+        set_committed(sink.sid, part, { chunks = chunks, time = sink.time })
         return #chunks
     end
 

@@ -57,6 +57,13 @@ local function show(counts)
     return table.concat(out, " ")
 end
 
+-- Waits until cond() holds or `seconds` pass; returns cond().
+local function wait_until(cond, seconds)
+    local deadline = C.sh_ffi_now() + seconds
+    while not cond() and C.sh_ffi_now() < deadline do helpers.sleep(0.005) end
+    return cond()
+end
+
 local function same_counts(a, b)
     for k, v in pairs(a) do if b[k] ~= v then return false end end
     for k, v in pairs(b) do if a[k] ~= v then return false end end
@@ -181,15 +188,11 @@ describe("recovery from a checkpoint", function()
                     helpers.sleep(round.after)
                 elseif round.moment == "mid-batch" then
                     -- A batch's output has begun (it sleeps 0.15 s before writing the state).
-                    local deadline = C.sh_ffi_now() + 15
-                    repeat helpers.sleep(0.005) until helpers.read_file(dir .. "/running") ~= before
-                        or C.sh_ffi_now() > deadline
-                    assert(helpers.read_file(dir .. "/running") ~= before, "no batch began")
+                    assert(wait_until(function() return helpers.read_file(dir .. "/running") ~= before end, 15),
+                        "no batch began")
                 elseif round.moment == "between batches" then
-                    local deadline = C.sh_ffi_now() + 15
-                    repeat helpers.sleep(0.005) until helpers.read_file(dir .. "/state") ~= state_before
-                        or C.sh_ffi_now() > deadline
-                    assert(helpers.read_file(dir .. "/state") ~= state_before, "no batch completed")
+                    assert(wait_until(function() return helpers.read_file(dir .. "/state") ~= state_before end, 15),
+                        "no batch completed")
                 end
             end)
             if round.write then
@@ -246,11 +249,8 @@ describe("the receivers' write-ahead log", function()
         local ok, err = pcall(function()
             peer:cmd("accept")
             peer:cmd("pace 40 5 L")
-            local deadline = C.sh_ffi_now() + 15
-            while not (helpers.read_file(dir .. "/running") or ""):find("^%d+ [1-9]") and C.sh_ffi_now() < deadline do
-                helpers.sleep(0.01)
-            end
-            assert((helpers.read_file(dir .. "/running") or ""):find("^%d+ [1-9]"), "no batch with lines began")
+            assert(wait_until(function() return (helpers.read_file(dir .. "/running") or ""):find("^%d+ [1-9]") end, 15),
+                "no batch with lines began")
             helpers.sleep(0.6)  -- the rest of the lines are sealed into batches meanwhile
             h.signal("KILL")
             h.exited(20)
