@@ -427,7 +427,10 @@ function StreamingContext:_generate_batch(t, rec, replay)
                                 metadataDescription = meta.description or string.format("%s: %d records", s.name, n) }
     end
     batch.info = {
-        batchTime = t / 1000, submissionTime = C.sh_ffi_now(), processingStartTime = nil,
+        -- A live batch is submitted at its time, as Spark's timer submits it (this runs later
+        -- when the loop was busy: that wait is scheduling delay); a replayed one now.
+        batchTime = t / 1000, submissionTime = replay and C.sh_ffi_now() or math.min(t / 1000, C.sh_ffi_now()),
+        processingStartTime = nil,
         processingEndTime = nil, schedulingDelay = nil, processingDelay = nil, totalDelay = nil,
         numRecords = num_records, streamIdToInputInfo = inputs, outputOperationInfos = {},
     }
