@@ -382,3 +382,33 @@ describe("binaryRecordsStream", function()
             function() ssc:binaryRecordsStream("/tmp", 2.5) end)
     end)
 end)
+
+describe("textFileStream's memory of the files it read", function()
+    it("is bounded: selections older than the remember duration (60 s) are forgotten, and their files stay old", function()
+        local C = require("streamhost.ffi").C
+        local dir = helpers.tmpdir()
+        local ssc = helpers.ssc(0.5)
+        local d = ssc:textFileStream(dir)
+        local src = d._source
+        src.report = function(msg) error(msg) end
+        src:prepare()
+        helpers.write_file(dir .. "/a", "x\n")
+        local now = math.floor(C.sh_ffi_now() * 1000)
+        local t1 = now - now % 500 + 1000
+        local _, meta = src:generate(t1)
+        assert.are.same({ dir .. "/a" }, meta.files)
+        _, meta = src:generate(t1 + 500)
+        assert.are.same({}, meta.files)  -- remembered: not read twice
+        assert.is_truthy(src.recent[dir .. "/a"])
+        -- 61 s later the selection is forgotten, and the file is older than the threshold.
+        _, meta = src:generate(t1 + 61000)
+        assert.are.same({}, meta.files)
+        assert.is_nil(next(src.recent))
+        assert.is_nil(src.selected[t1])
+        -- Its recorded input is what recovery reads again, while remembered.
+        local rdd = src:regenerate(t1 + 61000)
+        assert.are.equal(0, rdd:count())
+        os.execute("rm -rf '" .. dir .. "'")
+        ssc:stop(false)
+    end)
+end)
