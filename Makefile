@@ -15,7 +15,7 @@ Q := $(if $(V),,@)
 
 HOST_SRCS := host/sh_blob.c host/sh_util.c host/sh_lua.c host/sh_pool.c host/sh_fnreg.c \
              host/sh_host.c host/sh_ffi.c host/sh_files.c host/sh_sched.c host/sh_recv.c \
-             host/sh_text_server.c host/sh_ckpt_file.c \
+             host/sh_text_server.c host/sh_ckpt_file.c host/sh_ops.c \
              connectors/socket/sh_in_socket.c
 MAIN_SRC  := host/sh_main.c
 

@@ -10,6 +10,7 @@ local shared = require "streamhost.shared"  -- accumulators: task_begin/task_end
 local format = require "streamhost.format"
 local NULL = require "streamhost.null"
 local diagnose = require "streamhost.diagnose"
+local kernel = require "streamhost.kernel"  -- stages of built-in operators, run in C
 
 local C = shffi.C
 local type, ipairs, error, select = type, ipairs, error, select
@@ -437,6 +438,12 @@ function sinks.foreachPartition(plan, sink)
 end
 
 function sinks.countByValue(plan)
+    local flat = kernel.count_by_value(plan, getfn, codec.decode_blob)
+    if flat then
+        local out = {}
+        for i = 1, flat[1] do out[i] = { flat[2 * i], flat[2 * i + 1] } end
+        return codec.pack(out, #out)
+    end
     local function bad(rec) diagnose.bad_key("countByValue", plan, rec) end
     local m, add = combiner(identity, function(a, b) return a + b end, bad)
     run(plan, function(x) add({ x, 1 }) end)
@@ -474,6 +481,16 @@ function sinks.shuffle(plan, sink, part)
         diagnose.bad_key(what, plan, rec)
     end
     local n = sink.n
+    local made = sink.agg == "combine" and kernel.shuffle(plan, sink, getfn)
+    if made then
+        local out = {}
+        for i = 1, n do
+            local b = made[i]
+            if b then created[#created + 1] = b end
+            out[i] = b and shffi.blob_to_number(b)
+        end
+        return out
+    end
     local buckets, counts = {}, {}  -- counts: records a bucket holds (nil records leave holes)
     for i = 1, n do buckets[i], counts[i] = {}, 0 end
     local partitioner
