@@ -28,8 +28,10 @@ describe("a worker's heap after tasks", function()
         end
         local after = heaps(sc)
         for w = 1, #before do
-            -- A task's 60k keys (key map, buckets, records) are over 10 MB of heap.
-            assert.is_true(after[w] - before[w] < 3 * 1024,
+            -- A task's 60k keys (key map, buckets, records) are over 10 MB of heap (13 MB stayed
+            -- before tasks released them); a worker may keep a few MB of its own (the encoding
+            -- buffers' capacity, the shipped functions and their packs).
+            assert.is_true(after[w] - before[w] < 6 * 1024,
                 string.format("worker %d heap %d KB -> %d KB", w, before[w], after[w]))
         end
     end)
