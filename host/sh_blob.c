@@ -3,10 +3,54 @@
 #include "sh_common.h"
 
 #include <string.h>
+#include <sys/mman.h>
+
+/* Blobs of this capacity or more (received blocks, shuffle buckets) are mappings of their
+ * own, returned to the system when freed: from malloc, freed blocks of many megabytes stay in
+ * the heaps of whichever threads freed them (glibc raises its mmap threshold to the size of
+ * the largest chunk freed), and the process's resident size grows by several blocks. */
+#define BIG_CAP ((size_t) 256 << 10)
+
+static sh_blob_t *blob_alloc(size_t cap)
+{
+    void *p;
+
+    if (cap < BIG_CAP)
+        return sh_malloc(sizeof(sh_blob_t) + cap);
+    p = mmap(NULL, sizeof(sh_blob_t) + cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+static void blob_free(sh_blob_t *b)
+{
+    if (b->cap < BIG_CAP)
+        sh_free(b);
+    else
+        munmap(b, sizeof(*b) + b->cap);
+}
+
+/* Moves b (cap bytes) to room for ncap bytes; NULL (b untouched) when out of memory. */
+static sh_blob_t *blob_grow(sh_blob_t *b, size_t ncap)
+{
+    sh_blob_t *nb;
+
+    if (ncap < BIG_CAP)
+        return sh_realloc(b, sizeof(*b) + ncap);
+    if (b->cap >= BIG_CAP) {
+        void *p = mremap(b, sizeof(*b) + b->cap, sizeof(*b) + ncap, MREMAP_MAYMOVE);
+        return p == MAP_FAILED ? NULL : p;
+    }
+    nb = blob_alloc(ncap);
+    if (nb == NULL)
+        return NULL;
+    memcpy(nb, b, sizeof(*b) + b->len);
+    sh_free(b);
+    return nb;
+}
 
 sh_blob_t *sh_blob_new(int kind, size_t cap)
 {
-    sh_blob_t *b = sh_malloc(sizeof(*b) + cap);
+    sh_blob_t *b = blob_alloc(cap);
 
     if (b == NULL)
         return NULL;
@@ -29,7 +73,7 @@ int sh_blob_append(sh_blob_t **bp, const void *bytes, size_t len)
 
         while (cap < b->len + len)
             cap *= 2;
-        nb = sh_realloc(b, sizeof(*b) + cap);
+        nb = blob_grow(b, cap);
         if (nb == NULL)
             return SH_ENOMEM;
         nb->cap = cap;
@@ -48,7 +92,7 @@ void sh_blob_ref(sh_blob_t *b)
 void sh_blob_unref(sh_blob_t *b)
 {
     if (b != NULL && __atomic_sub_fetch(&b->refs, 1, __ATOMIC_ACQ_REL) == 0)
-        sh_free(b);
+        blob_free(b);
 }
 
 int sh_bloblist_add(sh_bloblist_t *l, sh_blob_t *b)

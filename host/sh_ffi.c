@@ -5,6 +5,7 @@
 #include "sh_common.h"
 #include "sh_fnreg.h"
 #include "sh_host.h"
+#include "sh_ops.h"
 #include "sh_pool.h"
 #include "sh_sched.h"
 
@@ -254,6 +255,56 @@ SH_EXPORT uint32_t sh_ffi_hash_number(double x, uint32_t seed)
     memcpy(&bits, &x, sizeof bits);
     bits = mix64(bits ^ mix64(seed));
     return (uint32_t) (bits ^ (bits >> 32));
+}
+
+/* -- Built-in operators' kernel (sh_ops.h) --------------------------------------------------- */
+
+/* A new count owned by the caller (a worker's task: free it with sh_ffi_count_free when the
+ * task ends, or let its ffi.gc finalizer do it); NULL when out of memory. */
+SH_EXPORT sh_ops_count_t *sh_ffi_count_new(void)
+{
+    return sh_ops_count_new();
+}
+
+SH_EXPORT void sh_ffi_count_free(sh_ops_count_t *c)
+{
+    sh_ops_count_free(c);
+}
+
+/* Counts the records of bytes [from, to) of a LINES blob the caller holds (to < 0: to its end),
+ * each line (split = 0) or each word (split = 1), adding v to each key. 0, SH_EINVAL (not a
+ * LINES blob, a key too long to encode) or SH_ENOMEM. */
+SH_EXPORT int sh_ffi_count_blob(sh_ops_count_t *c, const sh_blob_t *b, double from, double to,
+                                int split, double v)
+{
+    size_t lo = from > 0 ? (size_t) from : 0, hi = to < 0 ? b->len : (size_t) to;
+
+    if (b->kind != SH_BLOB_LINES)
+        return SH_EINVAL;
+    if (hi > b->len)
+        hi = b->len;
+    if (lo >= hi)
+        return 0;
+    return sh_ops_count_lines(c, b->data + lo, hi - lo, split, v);
+}
+
+SH_EXPORT double sh_ffi_count_size(const sh_ops_count_t *c)
+{
+    return (double) sh_ops_count_size(c);
+}
+
+/* The counts as n ENCODED blobs by partition (out[i] NULL when empty), each with one
+ * reference for the caller; with hand_over, in a worker's task, the task also hands each to
+ * the driver, as sh_ffi_blob_new does. 0 or SH_ENOMEM (no blob left). */
+SH_EXPORT int sh_ffi_count_buckets(const sh_ops_count_t *c, int n, sh_blob_t **out, int hand_over)
+{
+    int rc = sh_ops_count_buckets(c, n, out), i;
+
+    if (rc == 0 && hand_over)
+        for (i = 0; i < n; i++)
+            if (out[i] != NULL)
+                sh__pool_task_made(out[i]);
+    return rc;
 }
 
 /* -- Batch scheduler and records (sh_sched.h) -------------------------------------------- */

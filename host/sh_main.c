@@ -7,6 +7,9 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 static sh_host_t *host;
 static volatile sig_atomic_t got_signal;  /* a stop signal came (then first_signal_ms is set) */
@@ -99,6 +102,13 @@ int main(int argc, char **argv)
     const char *master = NULL, *lua_dir = getenv("STREAMHOST_LUA_DIR"), *ui = NULL;
     char ui_addr[128];
     int i = 1, err = 0, rc, ui_port = 4040;
+
+#ifdef __GLIBC__
+    /* A fixed mmap threshold: glibc raises it to the size of each large chunk freed, after
+     * which the kernels' per-task tables (megabytes, freed by worker threads) stay in the
+     * threads' heaps and the resident size grows. The library leaves this to its embedder. */
+    mallopt(M_MMAP_THRESHOLD, 256 * 1024);
+#endif
 
     for (; i < argc && argv[i][0] == '-' && argv[i][1] == '-'; i++) {
         if (strcmp(argv[i], "--help") == 0) {

@@ -20,7 +20,8 @@ typedef struct input_s {
     int refs;
     int kind;
     size_t block_bytes, max_held;
-    size_t held;            /* bytes received and not yet released by a record */
+    size_t held;            /* bytes received and in no batch that has started */
+    size_t running;         /* bytes of started batches not yet released */
     int paused;
     sh_sched_pause_cb pause;
     void *pause_ud;
@@ -37,6 +38,7 @@ typedef struct {
     size_t n;
     uint64_t records, bytes;
     uint64_t waiting;       /* bytes that still count as waiting for the input's backpressure */
+    uint64_t running;       /* bytes that count as running (the batch started, not released) */
 } batch_input_t;
 
 struct sh_batch_s {
@@ -96,6 +98,23 @@ static int seal_open(input_t *in)
     in->nsealed++;
     in->open = NULL;
     return 0;
+}
+
+/* Backpressure. While a batch of the input runs, reading pauses when max_held bytes wait (and
+ * resumes under half of that), so the next batch's data arrives while this one is processed.
+ * While none runs (batches are processed faster than they come), up to twice max_held may
+ * wait, so a batch can take more than max_held when its interval brought more: otherwise
+ * the receiver would idle until the next batch starts, and input would be capped at max_held
+ * per interval. Either way the bytes waiting plus those running stay under 2 * max_held. */
+static int over_budget(const input_t *in)
+{
+    return in->held + in->running >= 2 * in->max_held || (in->running > 0 && in->held >= in->max_held);
+}
+
+static int under_budget(const input_t *in)
+{
+    return in->held + in->running < 2 * in->max_held - in->max_held / 4 &&
+           (in->running == 0 || in->held < in->max_held / 2);
 }
 
 static void set_paused(input_t *in, int paused)
@@ -168,7 +187,7 @@ int sh_sched_input_append(sh_sched_t *s, int input, const char *data, size_t len
     in->received += count;
     if (in->open->len >= in->block_bytes)
         seal_open(in);
-    if (in->held >= in->max_held)
+    if (over_budget(in))
         set_paused(in, 1);
     return 0;
 }
@@ -401,16 +420,34 @@ uint64_t sh_batch_bytes(const sh_batch_t *b, int input)
     return input >= 0 && input < b->ninputs ? b->in[input].bytes : 0;
 }
 
-/* The record's bytes no longer count as waiting for input i: a paused receiver may resume. */
-static void stop_waiting(batch_input_t *bi)
+/* The record's bytes no longer count as waiting for input i (they count as running when the
+ * batch starts): a paused receiver may resume. */
+static void stop_waiting(batch_input_t *bi, int running)
 {
     input_t *in = bi->in;
 
     if (in == NULL || bi->waiting == 0)
         return;
     in->held -= bi->waiting;
+    if (running) {
+        in->running += bi->waiting;
+        bi->running += bi->waiting;
+    }
     bi->waiting = 0;
-    if (in->paused && in->held < in->max_held / 2)
+    if (in->paused && under_budget(in))
+        set_paused(in, 0);
+}
+
+/* The record's running bytes are done (it is released). */
+static void stop_running(batch_input_t *bi)
+{
+    input_t *in = bi->in;
+
+    if (in == NULL || bi->running == 0)
+        return;
+    in->running -= bi->running;
+    bi->running = 0;
+    if (in->paused && under_budget(in))
         set_paused(in, 0);
 }
 
@@ -419,7 +456,7 @@ void sh_batch_start(sh_batch_t *b)
     int i;
 
     for (i = 0; i < b->ninputs; i++)
-        stop_waiting(&b->in[i]);
+        stop_waiting(&b->in[i], 1);
 }
 
 int sh_batch_hold(sh_batch_t *b, sh_bloblist_t *made)
@@ -442,7 +479,8 @@ void sh_batch_release(sh_batch_t *b)
         sh_free(bi->blocks);
         if (in == NULL)
             continue;
-        stop_waiting(bi);
+        stop_waiting(bi, 0);
+        stop_running(bi);
         input_unref(in);
     }
     sh_free(b->in);

@@ -14,8 +14,9 @@ typedef struct sh_batch_s sh_batch_t;
 /* Called after the timer sealed one or more batch records; the owner takes them with
  * sh_sched_take(). Must not free the scheduler. */
 typedef void (*sh_sched_sealed_cb)(void *ud);
-/* Backpressure for one input: pause(ud, 1) when the input holds max_held bytes not yet
- * processed, pause(ud, 0) when it fell under half of that, pause(ud, -1) when the scheduler
+/* Backpressure for one input: pause(ud, 1) when max_held bytes wait while a batch of it runs
+ * (2 * max_held while none runs), or the bytes waiting plus those running reach 2 * max_held;
+ * pause(ud, 0) when it may read again; pause(ud, -1) when the scheduler
  * is freed while the callback is still set (the receiver must not append any more). */
 typedef void (*sh_sched_pause_cb)(void *ud, int pause);
 
@@ -32,7 +33,7 @@ void sh_sched_free(sh_sched_t *s);
 
 /* A new input (receiver) of records of `kind` (SH_BLOB_LINES, ...), cut into blocks of about
  * block_bytes; reading pauses while max_held bytes wait (received, in no batch that has
- * started). Returns the input's index (>= 0) or SH_ENOMEM. */
+ * started) and a batch runs (started, not released), or 2 * max_held bytes wait and run. Returns the input's index (>= 0) or SH_ENOMEM. */
 int sh_sched_input_new(sh_sched_t *s, int kind, size_t block_bytes, size_t max_held);
 
 /* Sets (or, with pause NULL, clears) the input's backpressure callback. A receiver that goes
@@ -71,9 +72,8 @@ sh_blob_t *const *sh_batch_blocks(const sh_batch_t *b, int input, size_t *n);
 /* Records and bytes of input i in this batch. */
 uint64_t sh_batch_records(const sh_batch_t *b, int input);
 uint64_t sh_batch_bytes(const sh_batch_t *b, int input);
-/* The batch starts running: its bytes stop counting against its inputs' max_held, so
- * receivers read the next batch's data while this one is processed (memory in flight: up to
- * max_held waiting, plus the batches running). */
+/* The batch starts running: its bytes count as running until it is released, so receivers
+ * read the next batch's data while this one is processed, within the 2 * max_held budget. */
 void sh_batch_start(sh_batch_t *b);
 /* The record takes over every reference in `made` (blobs the batch's tasks produced); they
  * are dropped when the record is released. 0 or SH_ENOMEM (then `made` is left as it was). */

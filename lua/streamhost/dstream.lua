@@ -209,8 +209,9 @@ function DStream:reduce(f)
     return unary(self, "reduce", { fns = { fid, ship.ship(reduce_partition) } })
 end
 
-local function pair_one(x) return { x, 1 } end
-local function add(a, b) return a + b end
+-- Built-in operators (sh.ops), so that a stage over text lines counts in C.
+local ops = require "streamhost.ops"
+local pair_one, add = ops.pair(1), ops.add
 
 function DStream:countByValue()
     return self:map(pair_one):reduceByKey(add)

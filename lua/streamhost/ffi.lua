@@ -62,6 +62,14 @@ sh_blob_t *sh_ffi_fn_get(uint64_t id);
 int sh_ffi_fn_dropped_since(uint64_t *pos, uint64_t *ids, int max);
 void sh_ffi_fn_stats(size_t *live, size_t *bytes);
 
+typedef struct sh_ops_count_s sh_ops_count_t;
+sh_ops_count_t *sh_ffi_count_new(void);
+void sh_ffi_count_free(sh_ops_count_t *c);
+int sh_ffi_count_blob(sh_ops_count_t *c, const sh_blob_t *b, double from, double to, int split,
+                      double v);
+double sh_ffi_count_size(const sh_ops_count_t *c);
+int sh_ffi_count_buckets(const sh_ops_count_t *c, int n, sh_blob_t **out, int hand_over);
+
 uint32_t sh_ffi_hash_bytes(const char *s, size_t len, uint32_t seed);
 uint32_t sh_ffi_hash_number(double x, uint32_t seed);
 

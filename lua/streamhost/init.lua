@@ -29,6 +29,7 @@ local lazy = {
     RDD = function() return require("streamhost.rdd").RDD end,
     DStream = function() return require("streamhost.dstream").DStream end,
     TextServer = function() return require "streamhost.text_server" end,
+    ops = function() return require "streamhost.ops" end,  -- built-in operators (API.md)
     lazy = function() return require("streamhost.shared").lazy end,  -- an extension (README)
 }
 

@@ -221,7 +221,8 @@ function RDD:combineByKey(createCombiner, mergeValue, mergeCombiners, numPartiti
         numPartitions, partitionFunc)
 end
 
-local function identity(x) return x end
+-- The identity combiner travels by name (sh.ops.identity), so workers know reduceByKey by it.
+local identity = require("streamhost.ops").identity
 local IDENTITY_ID
 
 -- The registry id of the identity function (createCombiner of reduceByKey), shipped once.

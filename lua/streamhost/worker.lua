@@ -10,6 +10,7 @@ local shared = require "streamhost.shared"  -- accumulators: task_begin/task_end
 local format = require "streamhost.format"
 local NULL = require "streamhost.null"
 local diagnose = require "streamhost.diagnose"
+local kernel = require "streamhost.kernel"  -- stages of built-in operators, run in C
 
 local C = shffi.C
 local type, ipairs, error, select = type, ipairs, error, select
@@ -20,6 +21,29 @@ local M = { index = -1 }
 
 function M.init(index)
     M.index = index
+end
+
+-- -- Per-task data ---------------------------------------------------------------------------
+
+-- Compiled traces keep the closures they were recorded through (a call is specialized to the
+-- closure until its prototype has made several), so a closure a task made must not keep the
+-- task's data: such closures register here a function that drops what they captured, run when
+-- the task ends. Outside a task (the driver's local work) nothing is registered.
+local releases, nreleases, in_task = {}, 0, false
+
+local function at_task_end(f)
+    if not in_task then return end
+    nreleases = nreleases + 1
+    releases[nreleases] = f
+end
+
+local function release_task_data()
+    for i = 1, nreleases do
+        local f = releases[i]
+        releases[i] = nil
+        f()
+    end
+    nreleases = 0
 end
 
 -- -- Iterators over arrays and results ----------------------------------------------
@@ -144,6 +168,7 @@ local KEY_TYPES = { string = true, number = true, boolean = true, table = true, 
 local function combiner(create, merge, bad)
     local m = new_keymap()
     local vals = m.vals
+    at_task_end(function() m, vals, create, merge, bad = nil, nil, nil, nil, nil end)
     local function add(rec)
         if type(rec) ~= "table" then
             if bad then bad(rec, "pair") end
@@ -276,7 +301,9 @@ end
 local function gather(node)
     local arr, n = {}, 0
     run(node, function(x) n = n + 1; arr[n] = x end)
-    return arr, n
+    local res = arr
+    arr = nil  -- the closure above may live on in a trace
+    return res, n
 end
 
 function ops.glom(node, emit)
@@ -327,6 +354,7 @@ function ops.shuffled(node, emit)
     elseif agg == "cogroup" then
         local nin = #inputs
         local m = new_keymap()
+        at_task_end(function() m = nil end)
         for i = 1, nin do
             each_input(i, function(kv)
                 local k = kv[1]
@@ -398,6 +426,7 @@ end
 function sinks.fold(plan, sink)
     local f = getfn(sink.fn)
     local acc, have = sink.zero, sink.zero ~= nil
+    at_task_end(function() acc = nil end)
     run(plan, function(x)
         if have then acc = f(acc, x) else acc, have = x, true end
     end)
@@ -407,6 +436,7 @@ end
 function sinks.aggregate(plan, sink)  -- fold with a combining op per partition (seqOp)
     local f = getfn(sink.fn)
     local acc = sink.zero
+    at_task_end(function() acc = nil end)
     run(plan, function(x) acc = f(acc, x) end)
     return { have = true, value = packed_value(acc, "aggregate", plan) }
 end
@@ -414,6 +444,7 @@ end
 local STOP = {}
 function sinks.take(plan, sink)
     local arr, n, want = {}, 0, sink.n
+    at_task_end(function() arr = nil end)
     if want <= 0 then return codec.pack(arr, 0) end
     local ok, err = pcall(run, plan, function(x)
         n = n + 1
@@ -437,6 +468,12 @@ function sinks.foreachPartition(plan, sink)
 end
 
 function sinks.countByValue(plan)
+    local flat = kernel.count_by_value(plan, getfn, codec.decode_blob)
+    if flat then
+        local out = {}
+        for i = 1, flat[1] do out[i] = { flat[2 * i], flat[2 * i + 1] } end
+        return codec.pack(out, #out)
+    end
     local function bad(rec) diagnose.bad_key("countByValue", plan, rec) end
     local m, add = combiner(identity, function(a, b) return a + b end, bad)
     run(plan, function(x) add({ x, 1 }) end)
@@ -452,6 +489,7 @@ function sinks.save(plan, sink, part)
     if not f then error("cannot write " .. path .. ": " .. tostring(err), 0) end
     local text = format.text
     local buf = buffer.new()
+    at_task_end(function() buf, f = nil, nil end)
     run(plan, function(x)
         buf:put(text(x), "\n")
         if #buf > 65536 then
@@ -474,8 +512,19 @@ function sinks.shuffle(plan, sink, part)
         diagnose.bad_key(what, plan, rec)
     end
     local n = sink.n
+    local made = sink.agg == "combine" and kernel.shuffle(plan, sink, getfn)
+    if made then
+        local out = {}
+        for i = 1, n do
+            local b = made[i]
+            if b then created[#created + 1] = b end
+            out[i] = b and shffi.blob_to_number(b)
+        end
+        return out
+    end
     local buckets, counts = {}, {}  -- counts: records a bucket holds (nil records leave holes)
     for i = 1, n do buckets[i], counts[i] = {}, 0 end
+    at_task_end(function() buckets, counts = nil, nil end)
     local partitioner
     if sink.partitionFunc then
         local pf = getfn(sink.partitionFunc)
@@ -555,7 +604,10 @@ function M.run(payload)
     ship.new_task()
     shared.task_begin()  -- accumulators start at their zero value
     created = {}
+    in_task = true
     local ok, res = xpcall(execute, traceback, task)
+    in_task = false
+    release_task_data()
     -- The pool hands the driver a reference to every blob this task created (or drops them
     -- when it failed); this state's own references go now, not at some later collection.
     for _, b in ipairs(created) do C.sh_ffi_blob_unref(ffi.gc(b, nil)) end

@@ -5,13 +5,16 @@
 --   BENCH words=N expected=E seconds=S stream_seconds=T rate=R batches=B clock=C status=ok
 -- seconds: from ssc:start() to the batch that completed the total; stream_seconds: from the
 -- start of the first non-empty batch interval to then; rate = words / seconds.
--- usage: host/streamhost [--master local[N]] wordcount_job.lua HOST PORT EXPECTED [IDLE_S]
+-- MODE "lua" (default): the word count as Spark's example writes it, with Lua functions;
+-- "ops": with the built-in operators (sh.ops), which the host runs in C.
+-- usage: host/streamhost [--master local[N]] wordcount_job.lua HOST PORT EXPECTED [IDLE_S] [MODE]
 local sh = require "streamhost"
 
 local host = arg[1] or "127.0.0.1"
 local port = tonumber(arg[2]) or error("usage: wordcount_job.lua HOST PORT EXPECTED [IDLE_S]")
 local expected = tonumber(arg[3]) or error("usage: wordcount_job.lua HOST PORT EXPECTED [IDLE_S]")
 local idle_limit = tonumber(arg[4]) or 10 -- seconds of empty batches after data: give up
+local mode = arg[5] or "lua"
 local BATCH = 0.2
 
 -- Wall clock (epoch seconds, like batch times): clock_gettime through the FFI when the
@@ -50,9 +53,14 @@ local function split_words(line)
 end
 local function add(a, b) return a + b end
 
-local counts = lines:flatMap(split_words)
-                    :map(function(w) return {w, 1} end)
-                    :reduceByKey(add)
+local counts
+if mode == "ops" then
+  counts = lines:flatMap(sh.ops.words):map(sh.ops.pair(1)):reduceByKey(sh.ops.add)
+else
+  counts = lines:flatMap(split_words)
+                :map(function(w) return {w, 1} end)
+                :reduceByKey(add)
+end
 
 local total, batches, idle = 0, 0, 0
 local first_batch, t_done, done = nil, nil, false
