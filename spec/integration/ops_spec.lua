@@ -154,7 +154,7 @@ describe("sh.ops", function()
     it("sum updateStateByKey's values with sh.ops.add", function()
         local out = helpers.run_stream({ { { "a", 1 }, { "a", 2 } }, { { "a", 3 }, { "b", 1 } } },
             function(s, ssc)
-                ssc:checkpoint(helpers.tmpdir())
+                ssc.sparkContext:setCheckpointDir(helpers.tmpdir())
                 return s:updateStateByKey(ops.add)
             end, 2)
         assert.are.same({ { { "a", 3 } }, { { "a", 6 }, { "b", 1 } } }, out)
