@@ -110,11 +110,11 @@ M.EVENT_NAMES = EVENT_NAMES
 -- Longer lines are reported and skipped: the setting streamhost.socket.maxLineBytes (SparkConf),
 -- by default 1 MiB, at most 1 GiB (the socket connector's limit).
 local MAX_LINE, MAX_LINE_LIMIT = 1024 * 1024, 1024 * 1024 * 1024
-local BLOCK_BYTES = 16 * 1024 * 1024 -- a block (one partition, or cut into several) holds this much text
+local BLOCK_BYTES = 8 * 1024 * 1024 -- a block (one partition, or cut into several) holds this much text
 -- Reading pauses (TCP flow control holds the peer) while this much received data waits to be
 -- processed (in the receiver or in batches not yet run), so memory stays bounded when
 -- processing is slower than input.
-local MAX_QUEUED = 16 * 1024 * 1024
+local MAX_QUEUED = 8 * 1024 * 1024
 
 local blocks_out = ffi.new("sh_blob_t *[256]")
 local kind_out, msg_out = ffi.new("int[1]"), ffi.new("char *[1]")
