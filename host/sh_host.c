@@ -143,10 +143,12 @@ sh_host_t *sh_host_new(int *err)
     h->lua_dir = sh__strdup(SH_LUA_DIR);
     h->master = sh__strdup("local[*]");
     h->status = sh_status_new(err);
+    pthread_mutex_init(&h->embed_mu, NULL);
     if (h->lua_dir == NULL || h->master == NULL || h->status == NULL) {
         sh_free(h->lua_dir);
         sh_free(h->master);
         sh_status_free(h->status);
+        pthread_mutex_destroy(&h->embed_mu);
         sh_free(h);
         *err = SH_ENOMEM;
         return NULL;
@@ -443,8 +445,9 @@ void sh_host_free(sh_host_t *h)
         lua_close(h->L);
         h->L = NULL;
     }
+    sh__embed_close_all(h);  /* those the driver did not close (a job that never stopped) */
     if (h->handles_open) {
-        h->handles_closing = 2;
+        h->handles_closing += 2;
         uv_close((uv_handle_t *) &h->wake, on_handle_closed);
         uv_close((uv_handle_t *) &h->timer, on_handle_closed);
         h->handles_open = 0;
@@ -460,6 +463,8 @@ void sh_host_free(sh_host_t *h)
     }
     sh_ui_stop(h->ui);  /* after the loop: the model outlives every reader */
     sh_status_free(h->status);
+    sh__outputs_free(h);
+    pthread_mutex_destroy(&h->embed_mu);
     sh_free(h->lua_dir);
     sh_free(h->master);
     sh_free(h->last_error);

@@ -73,6 +73,34 @@ int sh_host_set_ui(sh_host_t *h, const char *addr, int port);
 /* The port the status server listens on, or 0 when it does not run. */
 int sh_host_ui_port(const sh_host_t *h);
 
+/* -- Feeding records in, taking outputs out ------------------------------------------------ */
+
+/* Pushes one record (`len` bytes, copied) into the stream the script made with
+ * ssc:embeddedStream(name). Any thread, at any rate: each stream has a bounded queue (the
+ * script's capacity, 10000 records or 16 MiB by default) that the loop drains into the
+ * stream's batches, and the queue stops draining while the stream's unprocessed data is at its
+ * limit (backpressure). Returns 0 (the record is taken: it reaches exactly one batch), SH_EAGAIN
+ * when the queue is full (nothing was taken: push again later), or SH_EINVAL for a stream
+ * that does not run (not defined, not started yet, or stopped) or a record holding '\n'
+ * (records travel as lines). Sets no last error: it may run on any thread. */
+int sh_host_push(sh_host_t *h, const char *stream, const void *rec, size_t len);
+
+/* One record of an output batch: a string as the job made it, or another value in pprint's
+ * literal form. Not NUL-terminated. */
+typedef struct { const char *data; size_t len; } sh_record_t;
+
+/* Called on the loop thread with every batch of the output dstream:output(name), in batch
+ * order, empty batches too; batch_time in epoch seconds. The records are valid during the call
+ * only. The callback may call sh_host_push and sh_host_stop, no other sh_host_* function. */
+typedef void (*sh_output_cb)(void *ud, const char *name, double batch_time,
+                             const sh_record_t *recs, size_t n);
+
+/* Registers (or, with cb NULL, removes) the callback of the output `name`, before or after
+ * sh_host_load; a second registration replaces the first. The name is copied; `ud` stays the
+ * caller's. An output with no callback drops its batches and says so once on stderr. Loop
+ * thread (or before the loop turns). */
+int sh_host_on_output(sh_host_t *h, const char *name, sh_output_cb cb, void *ud);
+
 /* The last error, or "" when there was none. Valid until the next call on the host. */
 const char *sh_host_last_error(const sh_host_t *h);
 

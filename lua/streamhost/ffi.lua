@@ -79,6 +79,16 @@ sh_recv_t *sh_ffi_socket_open(sh_host_t *h, sh_sched_t *sched, int input, const 
 int sh_ffi_recv_event(sh_recv_t *r, int *kind, char **msg);
 void sh_ffi_recv_close(sh_recv_t *r);
 
+typedef struct sh_embed_s sh_embed_t;
+typedef struct { const char *data; size_t len; } sh_record_t;
+sh_embed_t *sh_ffi_embed_open(sh_host_t *h, sh_sched_t *sched, int input, const char *name,
+                              double max_records, double max_bytes, char **errmsg);
+double sh_ffi_embed_queued(sh_embed_t *e);
+void sh_ffi_embed_drain(sh_embed_t *e);
+double sh_ffi_embed_close(sh_embed_t *e);
+int sh_ffi_output_deliver(sh_host_t *h, const char *name, double batch_time,
+                          const sh_record_t *recs, size_t n);
+
 typedef struct sh_text_server_s sh_text_server_t;
 sh_text_server_t *sh_ffi_text_server_start(sh_host_t *h, const char *text, size_t len,
                                            double lines_per_second, int port,

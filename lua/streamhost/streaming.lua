@@ -114,6 +114,11 @@ function StreamingContext:binaryRecordsStream(directory, recordLength)
     return (sources.binary_records(self, directory, recordLength))
 end
 
+-- An extension beyond pyspark: a DStream of the strings C pushes with sh_host_push.
+function StreamingContext:embeddedStream(name, capacity)
+    return (sources.embedded(self, name, capacity))
+end
+
 function StreamingContext:union(...)
     local streams = { ... }
     if #streams == 1 and getmetatable(streams[1]) ~= dstream.DStream then streams = streams[1] end
@@ -371,6 +376,9 @@ function StreamingContext:stop(stopSparkContext, stopGracefully)
     self._stopping = true
     self._stop_sc = stopSparkContext
     if stopGracefully then
+        for _, d in ipairs(self._inputs) do  -- what sits in receivers' queues goes in too
+            if d._source.drain then d._source:drain() end
+        end
         C.sh_ffi_sched_flush(self._sched)  -- what was received goes into batches; no new ones
         stop_inputs(self)
         M.tick()
