@@ -388,6 +388,71 @@ int sh_host_start(sh_host_t *h)
     return h->finished ? h->result : 0;
 }
 
+int sh_host_reload_ex(sh_host_t *h, const char *script, int flags)
+{
+    lua_State *L = h->L;
+    char *err = NULL;
+    int ok;
+
+    if (script == NULL) {
+        sh__host_set_error(h, "sh_host_reload needs a script path");
+        return SH_EINVAL;
+    }
+    if (L == NULL || !h->started || h->finished || h->dispatching) {
+        sh__host_set_error(h, h->dispatching ? "sh_host_reload called from inside a host callback"
+                                             : "no job runs: nothing to reload");
+        return SH_ESTATE;
+    }
+    if (push_driver_fn(L, "reload", &err)) {
+        sh__host_set_error(h, err ? err : "out of memory");
+        sh_free(err);
+        return SH_ELUA;
+    }                                                    /* reload */
+    if (luaL_loadfile(L, script) != 0) {                 /* reload err */
+        const char *m = lua_tostring(L, -1);
+        char msg[4096];
+        lua_pop(L, 1);                                   /* reload */
+        snprintf(msg, sizeof msg, "cannot load job script: %s", m ? m : script);
+        lua_pushnil(L);                                  /* reload nil */
+        lua_pushstring(L, script);                       /* reload nil path */
+        lua_pushstring(L, msg);                          /* reload nil path msg */
+    } else {                                             /* reload chunk */
+        lua_pushstring(L, script);                       /* reload chunk path */
+        lua_pushboolean(L, flags & SH_RELOAD_DROP_STATE); /* reload chunk path drop */
+    }
+    h->dispatching = 1;
+    if (sh__lua_pcall(L, 3, 2, &err)) {                  /* - */
+        h->dispatching = 0;
+        sh__host_set_error(h, err ? err : "out of memory in the driver");
+        sh_free(err);
+        return SH_ELUA;
+    }                                                    /* ok msg */
+    h->dispatching = 0;
+    ok = lua_toboolean(L, -2);
+    if (!ok)
+        sh__host_set_error(h, lua_isstring(L, -1) ? lua_tostring(L, -1) : "reload rejected");
+    lua_pop(L, 2);                                       /* - */
+    return ok ? 0 : SH_ELUA;
+}
+
+int sh_host_reload(sh_host_t *h, const char *script)
+{
+    return sh_host_reload_ex(h, script, 0);
+}
+
+/* A reload's outcome (sh_ffi_reload_result) and the running script (sh_ffi_script_changed),
+ * from the driver's reload code. Loop thread. */
+void sh__host_reload_result(sh_host_t *h, int failed, const char *msg)
+{
+    if (failed)
+        sh__host_set_error(h, msg);
+}
+
+void sh__host_script_changed(sh_host_t *h, const char *script)
+{
+    status_script(h, script);
+}
+
 int sh_host_run(sh_host_t *h)
 {
     int rc;

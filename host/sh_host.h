@@ -53,6 +53,11 @@ void sh__host_set_error(sh_host_t *h, const char *msg);
  * loop callback only: never from inside Lua. */
 void sh__host_dispatch_cb(void *ud);
 
+/* For the driver's reload code: a reload's outcome (a failure becomes the last error) and the
+ * script the job now runs (the status page shows its path and hash). Loop thread. */
+void sh__host_reload_result(sh_host_t *h, int failed, const char *msg);
+void sh__host_script_changed(sh_host_t *h, const char *script);
+
 /* Arms the driver timer: dispatch in `ms` milliseconds; a negative ms disarms it. Loop thread. */
 void sh__host_arm_timer(sh_host_t *h, double ms);
 

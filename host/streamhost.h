@@ -101,6 +101,28 @@ typedef void (*sh_output_cb)(void *ud, const char *name, double batch_time,
  * thread (or before the loop turns). */
 int sh_host_on_output(sh_host_t *h, const char *name, sh_output_cb cb, void *ud);
 
+/* -- Hot reload --------------------------------------------------------------------------- */
+
+/* Reload flags. */
+#define SH_RELOAD_DROP_STATE 1  /* take a reload even when it drops state nothing takes over */
+
+/* Swaps the running job's script for `script` (the same arguments reach it), in two stages.
+ * First the new script runs in a fresh environment of the driver on the running SparkContext
+ * until its ssc:start(), while the old job runs: a syntax error, an error before the start or a
+ * graph that cannot start rejects it (SH_ELUA, the old job goes on, the reason with file and
+ * line in sh_host_last_error()). Then, at the next batch boundary, the job switches: inputs with
+ * the same source and arguments keep running (nothing they received is lost or doubled),
+ * stateful streams hand their state over by name (setName), else by position among the
+ * streams of their operation; a reload that would drop state is refused (SH_ELUA, naming the
+ * streams) unless flags has SH_RELOAD_DROP_STATE. If the new job's first batch fails, the old
+ * one comes back. Every outcome is printed on stderr, posted to listeners (onJobReloaded)
+ * and the status page, and a rejection after this call returned is left in
+ * sh_host_last_error(). Returns 0 when the first stage passed. The batch interval stays as it
+ * is (a different one is refused). Loop thread, not from inside a host callback (SH_ESTATE). */
+int sh_host_reload_ex(sh_host_t *h, const char *script, int flags);
+/* sh_host_reload_ex(h, script, 0). */
+int sh_host_reload(sh_host_t *h, const char *script);
+
 /* The last error, or "" when there was none. Valid until the next call on the host. */
 const char *sh_host_last_error(const sh_host_t *h);
 

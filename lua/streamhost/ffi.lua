@@ -23,6 +23,8 @@ int sh_ffi_take_stop(sh_host_t *h);
 void sh_ffi_timer_arm(sh_host_t *h, double ms);
 void sh_ffi_sleep_ms(double ms);
 const char *sh_ffi_master(sh_host_t *h);
+void sh_ffi_reload_result(sh_host_t *h, int failed, const char *msg);
+void sh_ffi_script_changed(sh_host_t *h, const char *script);
 const char *sh_ffi_lua_dir(sh_host_t *h);
 int sh_ffi_cpu_count(void);
 void sh_ffi_free(void *p);
