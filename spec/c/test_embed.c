@@ -287,6 +287,155 @@ static void test_output_without_callback_and_bad_names(void)
     OK();
 }
 
+/* -- Reload from C ------------------------------------------------------------------------- */
+
+static const char *STATE_SCRIPT =
+    "local sh = require 'streamhost'\n"
+    "local sc = sh.SparkContext('local[2]', 'embed')\n"
+    "sc:setCheckpointDir(arg[2])\n"
+    "local ssc = sh.StreamingContext(sc, 0.05)\n"
+    "ssc:addStreamingListener(sh.StreamingListener{ onJobReloaded = function(_, e)\n"
+    "  local f = assert(io.open(arg[1], 'a'))\n"
+    "  f:write(VERSION, ' ', e.version, ' ', table.concat(e.keptStreams, ','), ' ', tostring(e.error), '\\n')\n"
+    "  f:close()\n"
+    "end })\n"
+    "ssc:embeddedStream('events'):map(function(s) return {s, 1} end)\n"
+    "  :updateStateByKey(function(vs, s) s = s or 0; for _, v in ipairs(vs) do s = s + v end; return s end)\n"
+    "  :setName('totals'):map(function(kv) return {VERSION .. ':' .. kv[1], kv[2]} end):output('latest')\n"
+    "ssc:start()\n"
+    "ssc:awaitTermination()\n";
+
+typedef struct {
+    char version[8];
+    long total;
+    int calls;
+} latest_t;
+
+static void on_latest(void *ud, const char *name, double batch_time, const sh_record_t *recs,
+                      size_t n)
+{
+    latest_t *l = ud;
+    size_t i;
+
+    (void) name;
+    (void) batch_time;
+    l->calls++;
+    for (i = 0; i < n; i++) {
+        char buf[64], v[8];
+        long c;
+        size_t len = recs[i].len < sizeof buf - 1 ? recs[i].len : sizeof buf - 1;
+        memcpy(buf, recs[i].data, len);
+        buf[len] = '\0';
+        if (sscanf(buf, "{\"%7[a-z]:t0\", %ld}", v, &c) == 2) {
+            snprintf(l->version, sizeof l->version, "%s", v);
+            l->total = c;
+        }
+    }
+}
+
+static const char *versioned(const char *name, const char *version)
+{
+    static char text[4096];
+
+    snprintf(text, sizeof text, "local VERSION = '%s'\n%s", version, STATE_SCRIPT);
+    return write_script(name, text);
+}
+
+/* Turns the loop until the latest output says `version` and `total` (or many turns). */
+static int turn_until(uv_loop_t *loop, latest_t *l, const char *version, long total)
+{
+    uint64_t deadline = uv_hrtime() + (uint64_t) 60 * 1000000000;
+
+    while (!(strcmp(l->version, version) == 0 && l->total == total) && uv_hrtime() < deadline)
+        uv_run(loop, UV_RUN_ONCE);
+    return strcmp(l->version, version) == 0 && l->total == total;
+}
+
+static void push_n(sh_host_t *h, int n)
+{
+    int i;
+
+    for (i = 0; i < n; i++)
+        if (sh_host_push(h, "events", "t0", 2) != 0)
+            break;
+}
+
+static void test_reload_from_c_keeps_the_embedded_stream_and_its_state(void)
+{
+    int err = 0, rc = -1, turns = 0;
+    uv_loop_t loop;
+    latest_t l;
+    char events[256], ck[256], a_path[256], b_path[256];
+    const char *argv[2];
+    sh_host_t *h = sh_host_new(&err);
+
+    memset(&l, 0, sizeof l);
+    snprintf(events, sizeof events, "%s/reloaded.txt", tmpdir);
+    snprintf(ck, sizeof ck, "%s/ck", tmpdir);
+    argv[0] = events;
+    argv[1] = ck;
+    snprintf(a_path, sizeof a_path, "%s", versioned("state_a.lua", "a"));
+    snprintf(b_path, sizeof b_path, "%s", versioned("state_b.lua", "b"));
+    CHECK(h != NULL, "sh_host_new failed: %d", err);
+    CHECK(uv_loop_init(&loop) == 0, "uv_loop_init");
+    CHECK(sh_host_attach(h, &loop) == 0, "attach");
+    CHECK(sh_host_on_output(h, "latest", on_latest, &l) == 0, "on_output");
+    CHECK(sh_host_reload(h, b_path) == SH_ESTATE, "a reload before the job runs was taken");
+    CHECK(sh_host_load(h, a_path, 2, argv) == 0, "load: %s", sh_host_last_error(h));
+    CHECK(sh_host_start(h) == 0, "start: %s", sh_host_last_error(h));
+    push_n(h, 100);
+    CHECK(turn_until(&loop, &l, "a", 100), "job a: %s %ld", l.version, l.total);
+    /* The switch: records pushed while it is under way reach the new job, once. */
+    CHECK(sh_host_reload(h, b_path) == 0, "reload: %s", sh_host_last_error(h));
+    push_n(h, 100);
+    CHECK(turn_until(&loop, &l, "b", 200), "job b: %s %ld", l.version, l.total);
+    {
+        char *text = NULL;
+        FILE *f = fopen(events, "r");
+        char line[512] = "";
+        uint64_t deadline = uv_hrtime() + (uint64_t) 30 * 1000000000;
+        while (f == NULL && uv_hrtime() < deadline) {  /* listeners run on a later turn */
+            uv_run(&loop, UV_RUN_ONCE);
+            f = fopen(events, "r");
+        }
+        CHECK(f != NULL, "no onJobReloaded event");
+        text = fgets(line, sizeof line, f);
+        fclose(f);
+        CHECK(text && strcmp(line, "b 1 EmbeddedStream(events),state 'totals' nil\n") == 0,
+              "event: %s", line);
+    }
+    /* A script that does not compile: rejected, named with its line; the job goes on. */
+    CHECK(sh_host_reload(h, write_script("bad.lua", "local x = 1\nlocal = 2\n")) == SH_ELUA,
+          "a syntax error was taken");
+    CHECK(strstr(sh_host_last_error(h), "bad.lua:2:") != NULL, "error: %s", sh_host_last_error(h));
+    push_n(h, 50);
+    CHECK(turn_until(&loop, &l, "b", 250), "job b after the rejection: %s %ld", l.version, l.total);
+    /* A script without the state: refused, then taken with SH_RELOAD_DROP_STATE. */
+    {
+        const char *c_path = write_script("state_c.lua",
+            "local sh = require 'streamhost'\n"
+            "local ssc = sh.StreamingContext(sh.SparkContext(), 0.05)\n"
+            "ssc:embeddedStream('events'):count():map(function(n) return {'c:t0', n} end):output('latest')\n"
+            "ssc:start()\n"
+            "ssc:awaitTermination()\n");
+        CHECK(sh_host_reload(h, c_path) == SH_ELUA, "a reload dropping state was taken");
+        CHECK(strstr(sh_host_last_error(h), "would drop the state of 'totals'") != NULL, "error: %s",
+              sh_host_last_error(h));
+        CHECK(sh_host_reload_ex(h, c_path, SH_RELOAD_DROP_STATE) == 0, "reload: %s",
+              sh_host_last_error(h));
+        push_n(h, 7);
+        CHECK(turn_until(&loop, &l, "c", 7), "job c: %s %ld", l.version, l.total);
+    }
+    sh_host_stop(h);
+    while (!sh_host_finished(h, &rc) && turns++ < 400000)
+        uv_run(&loop, UV_RUN_ONCE);
+    CHECK(sh_host_finished(h, &rc) && rc == 0, "rc %d: %s", rc, sh_host_last_error(h));
+    sh_host_free(h);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    CHECK(uv_loop_close(&loop) == 0, "the host left handles on the embedder's loop");
+    OK();
+}
+
 int main(void)
 {
     if (mkdtemp(tmpdir) == NULL) {
@@ -296,6 +445,7 @@ int main(void)
     test_four_threads_push_on_the_hosts_own_loop_nothing_lost_or_doubled();
     test_a_full_queue_pushes_back_on_the_embedders_loop();
     test_output_without_callback_and_bad_names();
+    test_reload_from_c_keeps_the_embedded_stream_and_its_state();
     printf("%d passed, %d failed\n", passed, failed);
     return failed != 0;
 }
