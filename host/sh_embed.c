@@ -205,9 +205,9 @@ SH_EXPORT double sh_ffi_embed_queued(sh_embed_t *e)
     return n;
 }
 
-/* Moves what is queued into the scheduler (a graceful stop: the last records make it into a
- * batch) then closes the stream: pushes to its name fail from now on; what was still queued
- * when the scheduler pushes back is dropped and counted in the return value. Loop thread. */
+/* Closes the stream: pushes to its name fail from now on. What is still queued (pushed after
+ * the graceful stop's sh_ffi_embed_drain, or held back by backpressure) is dropped and counted
+ * in the return value, for the driver to report. Loop thread. */
 SH_EXPORT double sh_ffi_embed_close(sh_embed_t *e)
 {
     sh_host_t *h;
@@ -217,7 +217,6 @@ SH_EXPORT double sh_ffi_embed_close(sh_embed_t *e)
     if (e == NULL || e->closed)
         return 0;
     h = e->host;
-    drain(e);
     pthread_mutex_lock(&h->embed_mu);
     for (p = &h->embeds; *p != NULL; p = &(*p)->next) {
         if (*p == e) {

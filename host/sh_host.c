@@ -4,9 +4,11 @@
 #include "sh_common.h"
 #include "sh_lua.h"
 
+#include <dlfcn.h>
 #include <lauxlib.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #ifndef SH_LUA_DIR
 #define SH_LUA_DIR "lua"
@@ -130,6 +132,31 @@ static void on_handle_closed(uv_handle_t *handle)
 
 /* -- Lifecycle ---------------------------------------------------------------------------- */
 
+/* Where the host's files (`what`: "lua" or "ui") are: beside the binary that holds this code
+ * when it was installed (<prefix>/bin or <prefix>/lib, then <prefix>/share/streamhost/<what>),
+ * so an installed tree can move; else the directory compiled in (the source tree's for a build
+ * in place, the install prefix's for an installed one). A new string, or NULL. */
+static char *find_dir(const char *what, const char *compiled)
+{
+    Dl_info info;
+    char buf[4096];
+    struct stat st;
+    char *slash;
+
+    if (dladdr((void *) find_dir, &info) && info.dli_fname != NULL
+        && snprintf(buf, sizeof buf, "%s", info.dli_fname) < (int) sizeof buf
+        && (slash = strrchr(buf, '/')) != NULL) {
+        *slash = '\0';
+        if (strlen(buf) + 32 < sizeof buf) {
+            strcat(buf, "/../share/streamhost/");
+            strcat(buf, what);
+            if (stat(buf, &st) == 0 && S_ISDIR(st.st_mode))
+                return sh__strdup(buf);
+        }
+    }
+    return sh__strdup(compiled);
+}
+
 sh_host_t *sh_host_new(int *err)
 {
     sh_host_t *h = sh_calloc(1, sizeof(*h));
@@ -140,7 +167,7 @@ sh_host_t *sh_host_new(int *err)
     }
     h->script_ref = LUA_NOREF;
     h->dispatch_ref = LUA_NOREF;
-    h->lua_dir = sh__strdup(SH_LUA_DIR);
+    h->lua_dir = find_dir("lua", SH_LUA_DIR);
     h->master = sh__strdup("local[*]");
     h->status = sh_status_new(err);
     pthread_mutex_init(&h->embed_mu, NULL);
@@ -262,13 +289,16 @@ int sh_host_set_lua_dir(sh_host_t *h, const char *dir)
 int sh_host_set_ui(sh_host_t *h, const char *addr, int port)
 {
     const char *dir = getenv("STREAMHOST_UI_DIR");
-    char *err = NULL;
+    char *err = NULL, *found = NULL;
 
     if (h->ui != NULL) {
         sh__host_set_error(h, "the status server already runs");
         return SH_ESTATE;
     }
-    h->ui = sh_ui_start(h->status, addr, port, dir && dir[0] ? dir : SH_UI_DIR, &err);
+    if (!(dir && dir[0]))
+        dir = found = find_dir("ui", SH_UI_DIR);
+    h->ui = sh_ui_start(h->status, addr, port, dir ? dir : SH_UI_DIR, &err);
+    sh_free(found);
     if (h->ui == NULL) {
         sh__host_set_error(h, err ? err : "status server: out of memory");
         sh_free(err);
