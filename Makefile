@@ -58,6 +58,12 @@ $(BUILD)/ctest$(if $(SANITIZE),-asan)/%: spec/c/%.c $(HOST_OBJS)
 
 ctests: $(C_TESTS)
 
+# The embedding benchmarks' program (scripts/bench/reload).
+$(BUILD)/bench/reload_bench: scripts/bench/reload_bench.c $(HOST_OBJS)
+	@mkdir -p $(dir $@)
+	@$(if $(V),:,printf '  LD  %s\n' $@)
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(HOST_OBJS) $(LDLIBS)
+
 # -- The library and make install ---------------------------------------------------------------
 # Position-independent objects compiled for the install prefix: libstreamhost.a, .so and the
 # installed executable.
@@ -146,7 +152,7 @@ asan:
 
 bench:
 	$(Q)scripts/setup
-	$(Q)$(MAKE) --no-print-directory all
+	$(Q)$(MAKE) --no-print-directory all $(BUILD)/bench/reload_bench
 	$(Q)scripts/bench/run
 
 clean:
