@@ -32,6 +32,9 @@ static void usage(FILE *out)
             "               over it); SIGHUP reloads it on demand\n"
             "  --reload-drop-state  let a reload drop state that the new script does not take\n"
             "               over (refused otherwise)\n"
+            "  --recover-new-script  getOrCreate with a script that differs from the\n"
+            "               checkpoint's: recover the checkpointed job, then hot-reload the\n"
+            "               script into it (state taken over by name and position)\n"
             "  --help       this text\n"
             "  --version    the version\n"
             "\n"
@@ -247,6 +250,8 @@ int main(int argc, char **argv)
             return 0;
         } else if (strcmp(argv[i], "--watch") == 0) {
             watch = 1;
+        } else if (strcmp(argv[i], "--recover-new-script") == 0) {
+            setenv("STREAMHOST_RECOVER_NEW_SCRIPT", "1", 1);  /* read by getOrCreate */
         } else if (strcmp(argv[i], "--reload-drop-state") == 0) {
             reload_flags |= SH_RELOAD_DROP_STATE;
         } else if (strcmp(argv[i], "--master") == 0) {

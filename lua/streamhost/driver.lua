@@ -59,7 +59,7 @@ local function take_stop()
 end
 
 function M.start(chunk)
-    require("streamhost.reload").init(type(arg) == "table" and arg[0] or nil)
+    require("streamhost.reload").init(type(arg) == "table" and arg[0] or nil, main)
     loop.spawn(chunk, { main = true }, function(co, ok, err)
         main.done = true
         if not ok then main.err = trace.user_traceback(co, err) end

@@ -30,9 +30,12 @@ local function hash_of(path)
 end
 M.hash_of = hash_of
 
--- Called by the driver when the first script starts.
-function M.init(path)
+local driver_main = nil  -- the driver's record of the main chunk
+
+-- Called by the driver when the first script starts (main: its record of the main chunk).
+function M.init(path, main)
     script.path, script.hash = path, hash_of(path)
+    driver_main = main
 end
 
 -- True while the running coroutine is a reload's new main chunk (its SparkContext is the
@@ -208,6 +211,18 @@ function M.begin(chunk, path, args, drop, main)
     return true
 end
 
+-- getOrCreate with --recover-new-script: once the recovered job runs, the script at `path`
+-- is reloaded into it (from the loop, not inside the start that asks for it).
+function M.after_start(path)
+    loop.spawn_later(function()
+        local chunk, err = loadfile(path)
+        if chunk == nil then return M.refuse(path, "cannot load job script: " .. tostring(err)) end
+        local args = {}
+        for i, v in ipairs(type(arg) == "table" and arg or {}) do args[i] = v end
+        M.begin(chunk, path, args, false, driver_main or {})
+    end, {})
+end
+
 -- A script that does not compile: reported as any rejection.
 function M.refuse(path, err)
     report({ path = path, hash = hash_of(path), old_hash = script.hash, kept = {} }, err)
@@ -231,7 +246,7 @@ local RUNTIME = { "input", "recv", "embed", "wal", "threshold", "at_start", "sel
 
 -- Hands the running job over from `from` to `to` (a switch, or its rollback): kept inputs'
 -- receivers, sealed batches and history; matched state; the scheduler; checkpointing.
-local function transfer(streaming, from, to, inputs, states, forward)
+local function transfer(streaming, from, to, inputs, states, forward, script_path)
     local kept = {}
     local taken = {}
     for _, p in ipairs(inputs) do
@@ -286,13 +301,19 @@ local function transfer(streaming, from, to, inputs, states, forward)
         for _, d in ipairs(from._inputs) do d._generated[batch.time] = nil end
         to:_generate_batch(batch.time, batch.rec, nil)
     end
-    if from._ckpt then
-        from._ckpt:close()
-        from._ckpt = nil
+    -- Checkpoints: the same directory goes on with the new graph (numbering, state files and
+    -- recorded batches continue, so recovery finds the new job); another one starts afresh.
+    local ck = from._ckpt
+    from._ckpt = nil
+    if ck and to._checkpoint_dir == ck.dir then
+        local ok, err = pcall(ck.rebind, ck, to, script_path)
+        if ok then to._ckpt, ck = ck, nil
+        else io.stderr:write("streamhost: reload: checkpoints: ", tostring(err), "\n") end
     end
-    if to._checkpoint_dir then
-        local ok, ck = pcall(require("streamhost.checkpoint").open, to)
-        if ok then to._ckpt = ck else io.stderr:write("streamhost: reload: checkpoints: ", tostring(ck), "\n") end
+    if ck then ck:close() end
+    if to._checkpoint_dir and not to._ckpt then
+        local ok, nck = pcall(require("streamhost.checkpoint").open, to)
+        if ok then to._ckpt = nck else io.stderr:write("streamhost: reload: checkpoints: ", tostring(nck), "\n") end
     end
     from._state, to._state = "reloaded", "active"
     streaming._set_active(to)
@@ -304,12 +325,15 @@ end
 function M.maybe_switch(streaming, ssc)
     local r = current
     if r == nil or r.phase ~= "ready" or ssc ~= r.old or ssc._running then return false end
+    for _, b in ipairs(ssc._queue or {}) do  -- recovery's replays run on the graph they recorded
+        if b.replay then return false end
+    end
     if ssc._stopping then
         M.reject(r, "the running job is stopping")
         return false
     end
     r.new._started_at = r.old._started_at
-    r.kept = transfer(streaming, r.old, r.new, r.inputs, r.states, true)
+    r.kept = transfer(streaming, r.old, r.new, r.inputs, r.states, true, r.path)
     r.phase = "probation"
     r.switched_at = r.new._queue[1] and r.new._queue[1].time or nil
     -- The new chunk goes on (to its awaitTermination) now that its context runs.
@@ -340,7 +364,7 @@ end
 -- Rolls back to the old graph (the new one's first batch failed).
 local function rollback(streaming, r, failure)
     r.phase = "rolling back"
-    transfer(streaming, r.new, r.old, r.inputs, r.states, false)
+    transfer(streaming, r.new, r.old, r.inputs, r.states, false, script.path)
     local new = r.new
     for _, d in ipairs(new._dstreams) do  -- fresh state of the new graph's own streams
         if d._sid and d._touched and d._cleanup then pcall(d._cleanup, d) end

@@ -286,7 +286,7 @@ function StreamingContext:start()
         if d._source.receiver then
             self:_post("onReceiverStarted", { receiverInfo = receiver_info(self, d) })
         end
-    end
+    end    if self._reload_after_start then reload.after_start(self._reload_after_start) end
 end
 
 local function wake_all(set)

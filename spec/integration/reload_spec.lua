@@ -1,7 +1,8 @@
 -- spec/integration/reload_spec.lua: hot reload of a running job (the host as a subprocess, fed
 -- by a line server): --watch and SIGHUP, nothing lost or doubled across 20 reloads, state
 -- carried by name and by position, broken scripts rejected with the old job and its state
--- going on, the refusal to drop state and --reload-drop-state.
+-- going on, the refusal to drop state and --reload-drop-state, checkpoints after a reload, and
+-- --recover-new-script.
 local helpers = require "spec.helpers"
 
 local JOBS = "spec/jobs/reload/"
@@ -140,5 +141,64 @@ describe("hot reload", function()
         stderr = stop(run)
         assert(ok, tostring(err) .. "\n" .. stderr)
         assert.truthy(stderr:find("reload 1 of [^\n]* taken"), stderr)
+    end)
+
+    it("checkpoints written after a reload recover the new job; --recover-new-script takes the checkpoint's state into a changed script", function()
+        local dir = helpers.tmpdir()
+        local job, args = dir .. "/job.lua", nil
+        local peer = helpers.line_server()
+        local port = peer.port
+        args = string.format("%d %s/ck %s/out", port, dir, dir)
+        local run = { dir = dir }
+        local h, stderr
+        local ok, err = pcall(function()
+            install("ck_a.lua", job)
+            h = helpers.spawn(job, args)
+            peer:cmd("accept")
+            peer:cmd("pace 100000 5 word")
+            wait_out(run, function(v, n) return v == "a" and n > 20 end)
+            install("ck_b.lua", job)
+            h.signal("HUP")
+            local _, n_b = wait_out(run, function(v) return v == "b" end)
+            wait_out(run, function(v, n) return v == "b" and n > n_b + 150 end)  -- state files of b's
+            h.signal("KILL")
+            h.exited(30)
+            stderr = helpers.read_file(h.dir .. "/err") or ""
+            h.finish()
+            assert.truthy(stderr:find("reload 1 of [^\n]* taken"), stderr)
+            peer:quit()
+            -- The file is b's, as the checkpoint's script: b comes back with its state.
+            os.remove(dir .. "/out")
+            peer = helpers.line_server(port)
+            h = helpers.spawn(job, args)
+            peer:cmd("accept")
+            peer:cmd("pace 100000 5 word")
+            local v, n = wait_out(run, function(v, n) return v == "b" and n > n_b end)
+            assert.are.equal("b", v)
+            assert.truthy(n > n_b, "recovered total " .. tostring(n) .. " after " .. n_b)
+            h.signal("KILL")
+            h.exited(30)
+            stderr = helpers.read_file(h.dir .. "/err") or ""
+            h.finish()
+            assert.falsy(stderr:find("differs from the script"), stderr)
+            peer:quit()
+            -- Now the file is a's: with --recover-new-script, a takes the state over.
+            install("ck_a.lua", job)
+            os.remove(dir .. "/out")
+            peer = helpers.line_server(port)
+            h = helpers.spawn("--recover-new-script " .. job, args)
+            peer:cmd("accept")
+            peer:cmd("pace 100000 5 word")
+            v, n = wait_out(run, function(v) return v == "a" end)
+            assert.are.equal("a", v)
+            assert.truthy(n > n_b, "taken-over total " .. tostring(n) .. " after " .. n_b)
+            stderr = h.wait("err", "reload 1 of [^\n]* taken[^\n]*state 'total'") or helpers.read_file(h.dir .. "/err")
+            assert.truthy(stderr:find("recovering the checkpointed job, then reloading the script into it"), stderr)
+            assert.truthy(stderr:find("reload 1 of [^\n]* taken[^\n]*state 'total'"), stderr)
+        end)
+        if h then h.signal("TERM"); h.exited(30); h.finish() end
+        peer:quit()
+        os.execute("rm -rf '" .. dir .. "'")
+        assert(ok, err)
     end)
 end)
