@@ -237,6 +237,7 @@ function M.reject(r, err)
     if current == r then current = nil end
     if r.new and r.new._state ~= "stopped" then r.new._state = "stopped" end
     report(r, err)
+    r.new, r.old, r.inputs, r.states, r.dropped = nil, nil, nil, nil, nil
     if co then loop.wake(co, err) end
 end
 
@@ -335,7 +336,6 @@ function M.maybe_switch(streaming, ssc)
     r.new._started_at = r.old._started_at
     r.kept = transfer(streaming, r.old, r.new, r.inputs, r.states, true, r.path)
     r.phase = "probation"
-    r.switched_at = r.new._queue[1] and r.new._queue[1].time or nil
     -- The new chunk goes on (to its awaitTermination) now that its context runs.
     if r.co then loop.wake(r.co) end
     return true
@@ -359,6 +359,9 @@ local function commit(r)
     _G.arg = r.arg  -- what checkpoints record as the script from now on
     C.sh_ffi_script_changed(shffi.host(), r.path)
     report(r, nil)
+    -- The new chunk's completion keeps `r`: let go of the old graph and what it remembered.
+    for _, d in ipairs(old._dstreams) do d._generated = {} end
+    r.old, r.inputs, r.states, r.dropped = nil, nil, nil, nil
 end
 
 -- Rolls back to the old graph (the new one's first batch failed).
