@@ -144,6 +144,8 @@ static char *slurp(const char *path, size_t *len)
     return buf;
 }
 
+static void on_settled(uv_timer_t *t);
+
 static void do_reload(reloader_t *r, int forced)
 {
     size_t len;
@@ -157,11 +159,17 @@ static void do_reload(reloader_t *r, int forced)
         free(text);
         return;
     }
+    /* The outcome is on stderr already (the host reports every reload). One that found another
+     * still under way is tried again shortly, so the last change is not missed. */
+    if (sh_host_reload_ex(host, r->script, r->flags) != 0
+        && strstr(sh_host_last_error(host), "already under way") != NULL) {
+        free(text);
+        uv_timer_start(&r->settle, on_settled, 200, 0);
+        return;
+    }
     free(r->last);
     r->last = text;
     r->last_len = len;
-    /* The outcome is on stderr already (the host reports every reload). */
-    sh_host_reload_ex(host, r->script, r->flags);
 }
 
 static void on_hup(uv_signal_t *s, int sig)

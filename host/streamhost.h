@@ -80,9 +80,12 @@ int sh_host_ui_port(const sh_host_t *h);
  * script's capacity, 10000 records or 16 MiB by default) that the loop drains into the
  * stream's batches, and the queue stops draining while the stream's unprocessed data is at its
  * limit (backpressure). Returns 0 (the record is taken: it reaches exactly one batch), SH_EAGAIN
- * when the queue is full (nothing was taken: push again later), or SH_EINVAL for a stream
- * that does not run (not defined, not started yet, or stopped) or a record holding '\n'
- * (records travel as lines). Sets no last error: it may run on any thread. */
+ * when the queue is full (nothing was taken: push again later), SH_ENOMEM, or SH_EINVAL for a
+ * stream that does not run (not defined, not started yet, or stopped), a record holding '\n'
+ * (records travel as lines) or one larger than the queue's byte bound. Sets no last error: it
+ * may run on any thread, and the code says it all. A graceful stop processes what was pushed
+ * before it; a push racing the stop may be refused (SH_EINVAL) or, at worst, counted on stderr
+ * as dropped at stop. */
 int sh_host_push(sh_host_t *h, const char *stream, const void *rec, size_t len);
 
 /* One record of an output batch: a string as the job made it, or another value in pprint's
