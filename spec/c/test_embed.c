@@ -3,6 +3,7 @@
  * dstream:output callbacks, sh_host_stop from another thread; on the host's own loop and on
  * the embedder's. */
 #include "streamhost.h"
+#include "sh_host.h"  /* the status model, to see the reload history the status page shows */
 
 #include <pthread.h>
 #include <stdio.h>
@@ -426,6 +427,15 @@ static void test_reload_from_c_keeps_the_embedded_stream_and_its_state(void)
         push_n(h, 7);
         CHECK(turn_until(&loop, &l, "c", 7), "job c: %s %ld", l.version, l.total);
     }
+    /* The status page's history: four reloads, two of them failed; the script is c's now. */
+    sh_status_lock(h->status);
+    rc = h->status->nreloads_total == 4 && h->status->nreloads_failed == 2
+         && h->status->script && strstr(h->status->script, "state_c.lua") != NULL;
+    sh_status_unlock(h->status);
+    CHECK(rc, "status: %llu reloads, %llu failed, script %s",
+          (unsigned long long) h->status->nreloads_total,
+          (unsigned long long) h->status->nreloads_failed, h->status->script);
+    rc = -1;
     sh_host_stop(h);
     while (!sh_host_finished(h, &rc) && turns++ < 400000)
         uv_run(&loop, UV_RUN_ONCE);
