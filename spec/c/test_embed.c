@@ -57,6 +57,16 @@ typedef struct {
     int batches;
 } totals_t;
 
+/* The record as a C string in buf (cut to fit): records are not NUL-terminated. */
+static const char *record_text(char *buf, size_t size, const sh_record_t *r)
+{
+    size_t len = r->len < size - 1 ? r->len : size - 1;
+
+    memcpy(buf, r->data, len);
+    buf[len] = '\0';
+    return buf;
+}
+
 static void on_counts(void *ud, const char *name, double batch_time, const sh_record_t *recs,
                       size_t n)
 {
@@ -69,10 +79,7 @@ static void on_counts(void *ud, const char *name, double batch_time, const sh_re
     for (i = 0; i < n; i++) {
         char buf[64];
         int k, c;
-        size_t len = recs[i].len < sizeof buf - 1 ? recs[i].len : sizeof buf - 1;
-        memcpy(buf, recs[i].data, len);
-        buf[len] = '\0';
-        if (sscanf(buf, "{\"t%d\", %d}", &k, &c) == 2 && k >= 0 && k < NTHREADS)
+        if (sscanf(record_text(buf, sizeof buf, &recs[i]), "{\"t%d\", %d}", &k, &c) == 2 && k >= 0 && k < NTHREADS)
             __atomic_add_fetch(&t->per_key[k], c, __ATOMIC_RELAXED);
         else
             t->bad++;
@@ -324,10 +331,7 @@ static void on_latest(void *ud, const char *name, double batch_time, const sh_re
     for (i = 0; i < n; i++) {
         char buf[64], v[8];
         long c;
-        size_t len = recs[i].len < sizeof buf - 1 ? recs[i].len : sizeof buf - 1;
-        memcpy(buf, recs[i].data, len);
-        buf[len] = '\0';
-        if (sscanf(buf, "{\"%7[a-z]:t0\", %ld}", v, &c) == 2) {
+        if (sscanf(record_text(buf, sizeof buf, &recs[i]), "{\"%7[a-z]:t0\", %ld}", v, &c) == 2) {
             snprintf(l->version, sizeof l->version, "%s", v);
             l->total = c;
         }
