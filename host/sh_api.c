@@ -100,8 +100,14 @@ static void batch_json(sh_buf_t *out, const sh_status_t *s, const sh_status_batc
     ms_between(out, b->submitted, b->started);
     sh_buf_puts(out, ",\"processingTime\":");
     ms_between(out, b->started, b->state == SH_BATCH_COMPLETED ? b->ended : 0);
+    /* Spark's totalDelay is schedulingDelay + processingDelay, each in whole milliseconds:
+     * the sum of the two figures above, not the span rounded on its own. */
     sh_buf_puts(out, ",\"totalDelay\":");
-    ms_between(out, b->submitted, b->state == SH_BATCH_COMPLETED ? b->ended : 0);
+    if (b->submitted > 0 && b->started > 0 && b->state == SH_BATCH_COMPLETED && b->ended > 0)
+        sh_buf_printf(out, "%lld", (long long) (llround((b->started - b->submitted) * 1000)
+                                                + llround((b->ended - b->started) * 1000)));
+    else
+        sh_buf_puts(out, "null");
     sh_buf_printf(out, ",\"numActiveOutputOps\":%d,\"numCompletedOutputOps\":%d,"
                        "\"numFailedOutputOps\":%d,\"numTotalOutputOps\":%d,\"firstFailureReason\":",
                   active, done - failed, failed, b->nops);

@@ -249,13 +249,14 @@ static void *writer_main(void *arg)
         j->next = NULL;
         *w->done_tail = j;
         w->done_tail = &j->next;
-        w->finished = j->id;
-        pthread_cond_broadcast(&w->cv);
         if (w->wake && !w->stop) {
             pthread_mutex_unlock(&w->mu);
             w->wake(w->ud);
             pthread_mutex_lock(&w->mu);
         }
+        /* Only after the wake: a drain that returns has seen every job's wake too. */
+        w->finished = j->id;
+        pthread_cond_broadcast(&w->cv);
     }
     pthread_mutex_unlock(&w->mu);
     return NULL;

@@ -43,6 +43,17 @@ SH_EXPORT sh_status_t *sh_ffi_status(sh_host_t *h)
     return h->status;
 }
 
+/* Hot reload's outcome and the script now running (see sh_host.h). Loop thread. */
+SH_EXPORT void sh_ffi_reload_result(sh_host_t *h, int failed, const char *msg)
+{
+    sh__host_reload_result(h, failed, msg);
+}
+
+SH_EXPORT void sh_ffi_script_changed(sh_host_t *h, const char *script)
+{
+    sh__host_script_changed(h, script);
+}
+
 SH_EXPORT const char *sh_ffi_master(sh_host_t *h)
 {
     return h->master;

@@ -4,9 +4,11 @@
 #include "sh_common.h"
 #include "sh_lua.h"
 
+#include <dlfcn.h>
 #include <lauxlib.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #ifndef SH_LUA_DIR
 #define SH_LUA_DIR "lua"
@@ -130,6 +132,31 @@ static void on_handle_closed(uv_handle_t *handle)
 
 /* -- Lifecycle ---------------------------------------------------------------------------- */
 
+/* Where the host's files (`what`: "lua" or "ui") are: beside the binary that holds this code
+ * when it was installed (<prefix>/bin or <prefix>/lib, then <prefix>/share/streamhost/<what>),
+ * so an installed tree can move; else the directory compiled in (the source tree's for a build
+ * in place, the install prefix's for an installed one). A new string, or NULL. */
+static char *find_dir(const char *what, const char *compiled)
+{
+    Dl_info info;
+    char buf[4096];
+    struct stat st;
+    char *slash;
+
+    if (dladdr((void *) find_dir, &info) && info.dli_fname != NULL
+        && snprintf(buf, sizeof buf, "%s", info.dli_fname) < (int) sizeof buf
+        && (slash = strrchr(buf, '/')) != NULL) {
+        *slash = '\0';
+        if (strlen(buf) + 32 < sizeof buf) {
+            strcat(buf, "/../share/streamhost/");
+            strcat(buf, what);
+            if (stat(buf, &st) == 0 && S_ISDIR(st.st_mode))
+                return sh__strdup(buf);
+        }
+    }
+    return sh__strdup(compiled);
+}
+
 sh_host_t *sh_host_new(int *err)
 {
     sh_host_t *h = sh_calloc(1, sizeof(*h));
@@ -140,13 +167,15 @@ sh_host_t *sh_host_new(int *err)
     }
     h->script_ref = LUA_NOREF;
     h->dispatch_ref = LUA_NOREF;
-    h->lua_dir = sh__strdup(SH_LUA_DIR);
+    h->lua_dir = find_dir("lua", SH_LUA_DIR);
     h->master = sh__strdup("local[*]");
     h->status = sh_status_new(err);
+    pthread_mutex_init(&h->embed_mu, NULL);
     if (h->lua_dir == NULL || h->master == NULL || h->status == NULL) {
         sh_free(h->lua_dir);
         sh_free(h->master);
         sh_status_free(h->status);
+        pthread_mutex_destroy(&h->embed_mu);
         sh_free(h);
         *err = SH_ENOMEM;
         return NULL;
@@ -260,13 +289,16 @@ int sh_host_set_lua_dir(sh_host_t *h, const char *dir)
 int sh_host_set_ui(sh_host_t *h, const char *addr, int port)
 {
     const char *dir = getenv("STREAMHOST_UI_DIR");
-    char *err = NULL;
+    char *err = NULL, *found = NULL;
 
     if (h->ui != NULL) {
         sh__host_set_error(h, "the status server already runs");
         return SH_ESTATE;
     }
-    h->ui = sh_ui_start(h->status, addr, port, dir && dir[0] ? dir : SH_UI_DIR, &err);
+    if (!(dir && dir[0]))
+        dir = found = find_dir("ui", SH_UI_DIR);
+    h->ui = sh_ui_start(h->status, addr, port, dir ? dir : SH_UI_DIR, &err);
+    sh_free(found);
     if (h->ui == NULL) {
         sh__host_set_error(h, err ? err : "status server: out of memory");
         sh_free(err);
@@ -386,6 +418,71 @@ int sh_host_start(sh_host_t *h)
     return h->finished ? h->result : 0;
 }
 
+int sh_host_reload_ex(sh_host_t *h, const char *script, int flags)
+{
+    lua_State *L = h->L;
+    char *err = NULL;
+    int ok;
+
+    if (script == NULL) {
+        sh__host_set_error(h, "sh_host_reload needs a script path");
+        return SH_EINVAL;
+    }
+    if (L == NULL || !h->started || h->finished || h->dispatching) {
+        sh__host_set_error(h, h->dispatching ? "sh_host_reload called from inside a host callback"
+                                             : "no job runs: nothing to reload");
+        return SH_ESTATE;
+    }
+    if (push_driver_fn(L, "reload", &err)) {
+        sh__host_set_error(h, err ? err : "out of memory");
+        sh_free(err);
+        return SH_ELUA;
+    }                                                    /* reload */
+    if (luaL_loadfile(L, script) != 0) {                 /* reload err */
+        const char *m = lua_tostring(L, -1);
+        char msg[4096];
+        lua_pop(L, 1);                                   /* reload */
+        snprintf(msg, sizeof msg, "cannot load job script: %s", m ? m : script);
+        lua_pushnil(L);                                  /* reload nil */
+        lua_pushstring(L, script);                       /* reload nil path */
+        lua_pushstring(L, msg);                          /* reload nil path msg */
+    } else {                                             /* reload chunk */
+        lua_pushstring(L, script);                       /* reload chunk path */
+        lua_pushboolean(L, flags & SH_RELOAD_DROP_STATE); /* reload chunk path drop */
+    }
+    h->dispatching = 1;
+    if (sh__lua_pcall(L, 3, 2, &err)) {                  /* - */
+        h->dispatching = 0;
+        sh__host_set_error(h, err ? err : "out of memory in the driver");
+        sh_free(err);
+        return SH_ELUA;
+    }                                                    /* ok msg */
+    h->dispatching = 0;
+    ok = lua_toboolean(L, -2);
+    if (!ok)
+        sh__host_set_error(h, lua_isstring(L, -1) ? lua_tostring(L, -1) : "reload rejected");
+    lua_pop(L, 2);                                       /* - */
+    return ok ? 0 : SH_ELUA;
+}
+
+int sh_host_reload(sh_host_t *h, const char *script)
+{
+    return sh_host_reload_ex(h, script, 0);
+}
+
+/* A reload's outcome (sh_ffi_reload_result) and the running script (sh_ffi_script_changed),
+ * from the driver's reload code. Loop thread. */
+void sh__host_reload_result(sh_host_t *h, int failed, const char *msg)
+{
+    if (failed)
+        sh__host_set_error(h, msg);
+}
+
+void sh__host_script_changed(sh_host_t *h, const char *script)
+{
+    status_script(h, script);
+}
+
 int sh_host_run(sh_host_t *h)
 {
     int rc;
@@ -443,8 +540,9 @@ void sh_host_free(sh_host_t *h)
         lua_close(h->L);
         h->L = NULL;
     }
+    sh__embed_close_all(h);  /* those the driver did not close (a job that never stopped) */
     if (h->handles_open) {
-        h->handles_closing = 2;
+        h->handles_closing += 2;
         uv_close((uv_handle_t *) &h->wake, on_handle_closed);
         uv_close((uv_handle_t *) &h->timer, on_handle_closed);
         h->handles_open = 0;
@@ -460,6 +558,8 @@ void sh_host_free(sh_host_t *h)
     }
     sh_ui_stop(h->ui);  /* after the loop: the model outlives every reader */
     sh_status_free(h->status);
+    sh__outputs_free(h);
+    pthread_mutex_destroy(&h->embed_mu);
     sh_free(h->lua_dir);
     sh_free(h->master);
     sh_free(h->last_error);

@@ -7,6 +7,7 @@
 #include "sh_ui.h"
 
 #include <lua.h>
+#include <pthread.h>
 #include <uv.h>
 
 struct sh_host_s {
@@ -31,7 +32,18 @@ struct sh_host_s {
     int in_run;             /* sh_host_run is turning the own loop */
     sh_status_t *status;    /* what the status page reports; Lua updates it (streamhost.status) */
     sh_ui_t *ui;            /* the status server, when sh_host_set_ui started one */
+    pthread_mutex_t embed_mu; /* guards `embeds` and every embedded stream's queue */
+    struct sh_embed_s *embeds; /* the embedded streams that run (sh_embed.c) */
+    struct sh_outcb_s *outputs; /* output callbacks by name (sh_embed.c); loop thread */
 };
+
+typedef struct sh_embed_s sh_embed_t;
+
+/* Closes every embedded stream still open; their handles close on the loop (counted in
+ * handles_closing). Loop thread (sh_host_free). */
+void sh__embed_close_all(sh_host_t *h);
+/* Frees the output callbacks' registrations. sh_host_free only. */
+void sh__outputs_free(sh_host_t *h);
 
 /* Replaces the host's last error with a copy of `msg`. */
 void sh__host_set_error(sh_host_t *h, const char *msg);
@@ -40,6 +52,11 @@ void sh__host_set_error(sh_host_t *h, const char *msg);
  * the job is over; for the scheduler's sealed callback (`ud` is the host). Loop thread, from a
  * loop callback only: never from inside Lua. */
 void sh__host_dispatch_cb(void *ud);
+
+/* For the driver's reload code: a reload's outcome (a failure becomes the last error) and the
+ * script the job now runs (the status page shows its path and hash). Loop thread. */
+void sh__host_reload_result(sh_host_t *h, int failed, const char *msg);
+void sh__host_script_changed(sh_host_t *h, const char *script);
 
 /* Arms the driver timer: dispatch in `ms` milliseconds; a negative ms disarms it. Loop thread. */
 void sh__host_arm_timer(sh_host_t *h, double ms);

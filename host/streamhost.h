@@ -73,6 +73,59 @@ int sh_host_set_ui(sh_host_t *h, const char *addr, int port);
 /* The port the status server listens on, or 0 when it does not run. */
 int sh_host_ui_port(const sh_host_t *h);
 
+/* -- Feeding records in, taking outputs out ------------------------------------------------ */
+
+/* Pushes one record (`len` bytes, copied) into the stream the script made with
+ * ssc:embeddedStream(name). Any thread, at any rate: each stream has a bounded queue (the
+ * script's capacity, 10000 records or 16 MiB by default) that the loop drains into the
+ * stream's batches, and the queue stops draining while the stream's unprocessed data is at its
+ * limit (backpressure). Returns 0 (the record is taken: it reaches exactly one batch), SH_EAGAIN
+ * when the queue is full (nothing was taken: push again later), SH_ENOMEM, or SH_EINVAL for a
+ * stream that does not run (not defined, not started yet, or stopped), a record holding '\n'
+ * (records travel as lines) or one larger than the queue's byte bound. Sets no last error: it
+ * may run on any thread, and the code says it all. A graceful stop processes what was pushed
+ * before it; a push racing the stop may be refused (SH_EINVAL) or, at worst, counted on stderr
+ * as dropped at stop. */
+int sh_host_push(sh_host_t *h, const char *stream, const void *rec, size_t len);
+
+/* One record of an output batch: a string as the job made it, or another value in pprint's
+ * literal form. Not NUL-terminated. */
+typedef struct { const char *data; size_t len; } sh_record_t;
+
+/* Called on the loop thread with every batch of the output dstream:output(name), in batch
+ * order, empty batches too; batch_time in epoch seconds. The records are valid during the call
+ * only. The callback may call sh_host_push and sh_host_stop, no other sh_host_* function. */
+typedef void (*sh_output_cb)(void *ud, const char *name, double batch_time,
+                             const sh_record_t *recs, size_t n);
+
+/* Registers (or, with cb NULL, removes) the callback of the output `name`, before or after
+ * sh_host_load; a second registration replaces the first. The name is copied; `ud` stays the
+ * caller's. An output with no callback drops its batches and says so once on stderr. Loop
+ * thread (or before the loop turns). */
+int sh_host_on_output(sh_host_t *h, const char *name, sh_output_cb cb, void *ud);
+
+/* -- Hot reload --------------------------------------------------------------------------- */
+
+/* Reload flags. */
+#define SH_RELOAD_DROP_STATE 1  /* take a reload even when it drops state nothing takes over */
+
+/* Swaps the running job's script for `script` (the same arguments reach it), in two stages.
+ * First the new script runs in a fresh environment of the driver on the running SparkContext
+ * until its ssc:start(), while the old job runs: a syntax error, an error before the start or a
+ * graph that cannot start rejects it (SH_ELUA, the old job goes on, the reason with file and
+ * line in sh_host_last_error()). Then, at the next batch boundary, the job switches: inputs with
+ * the same source and arguments keep running (nothing they received is lost or doubled),
+ * stateful streams hand their state over by name (setName), else by position among the
+ * streams of their operation; a reload that would drop state is refused (SH_ELUA, naming the
+ * streams) unless flags has SH_RELOAD_DROP_STATE. If the new job's first batch fails, the old
+ * one comes back. Every outcome is printed on stderr, posted to listeners (onJobReloaded)
+ * and the status page, and a rejection after this call returned is left in
+ * sh_host_last_error(). Returns 0 when the first stage passed. The batch interval stays as it
+ * is (a different one is refused). Loop thread, not from inside a host callback (SH_ESTATE). */
+int sh_host_reload_ex(sh_host_t *h, const char *script, int flags);
+/* sh_host_reload_ex(h, script, 0). */
+int sh_host_reload(sh_host_t *h, const char *script);
+
 /* The last error, or "" when there was none. Valid until the next call on the host. */
 const char *sh_host_last_error(const sh_host_t *h);
 

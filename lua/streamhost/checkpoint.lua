@@ -121,8 +121,8 @@ end
 
 -- -- The script ---------------------------------------------------------------------------------
 
-local function script_info()
-    local path = type(arg) == "table" and arg[0] or nil
+local function script_info(path)
+    path = path or (type(arg) == "table" and arg[0] or nil)
     local f = path and io.open(path, "rb")
     if not f then return { path = path } end
     local s = f:read("*a")
@@ -412,6 +412,22 @@ end
 -- What checkpointing did so far: { directory, writes, failures, last_error, metadata = {seconds,
 -- written}, state = {seconds, bytes, time, written}, state_interval } (seconds: from submission
 -- to the file being on disk; written: epoch seconds).
+-- Hot reload: the checkpointer goes on for ssc, the new graph's context (same directory), and
+-- the script at `path`: the files it writes from now on hold that graph and script; their
+-- numbering, state files and recorded batches go on. Raises when the graph cannot be packed.
+function Checkpointer:rebind(ssc, path)
+    local stateful = {}
+    for _, d in ipairs(ssc._dstreams) do
+        if d._sid then stateful[#stateful + 1] = d end
+        if d._initial then error("a reloaded stream with an initial RDD cannot be checkpointed", 0) end
+    end
+    self.graph_bytes = buffer.encode(graph.pack(ssc, {}))
+    self.ssc = ssc
+    self.stateful = stateful
+    self.interval_ms = state_interval(stateful, ssc._batch_ms)
+    self.script = script_info(path)
+end
+
 function Checkpointer:status()
     local st = self.stats
     return { directory = self.dir, writes = st.writes, failures = st.failures,
@@ -495,8 +511,14 @@ function M.recover(dir)
     meta.path = path
     local now = script_info()
     if meta.script and now.hash ~= meta.script.hash then
-        io.stderr:write(string.format("streamhost: %s differs from the script that wrote checkpoint %s (hash %s there, %s now); running the checkpointed graph\n",
-            tostring(now.path), path, tostring(meta.script.hash), tostring(now.hash)))
+        -- With --recover-new-script the checkpointed job comes back, then the current script
+        -- is hot-reloaded into it (its graph takes the state over by name and position).
+        local take_over = os.getenv("STREAMHOST_RECOVER_NEW_SCRIPT") == "1" and now.path
+        io.stderr:write(string.format("streamhost: %s differs from the script that wrote checkpoint %s (hash %s there, %s now); %s\n",
+            tostring(now.path), path, tostring(meta.script.hash), tostring(now.hash),
+            take_over and "recovering the checkpointed job, then reloading the script into it"
+                or "running the checkpointed graph"))
+        ssc._reload_after_start = take_over or nil
     end
     return ssc
 end

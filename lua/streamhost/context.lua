@@ -28,6 +28,8 @@ local function new(master, appName, sparkHome, environment, conf)
     if host == nil then
         error("streamhost jobs run inside the streamhost host (host/streamhost JOB.lua)", 3)
     end
+    -- A hot reload's new script runs on the job's SparkContext (its workers and their state).
+    if active and require("streamhost.reload").loading() then return active end
     if active then
         error(string.format("Cannot run multiple SparkContexts at once; existing SparkContext(app=%s, master=%s)",
             tostring(active.appName), tostring(active.master)), 3)

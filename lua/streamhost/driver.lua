@@ -59,6 +59,7 @@ local function take_stop()
 end
 
 function M.start(chunk)
+    require("streamhost.reload").init(type(arg) == "table" and arg[0] or nil, main)
     loop.spawn(chunk, { main = true }, function(co, ok, err)
         main.done = true
         if not ok then main.err = trace.user_traceback(co, err) end
@@ -72,6 +73,20 @@ function M.dispatch()
     take_stop()
     settle()
     return over()
+end
+
+-- A hot reload (sh_host_reload): runs the new script's chunk (compiled by the host) until its
+-- ssc:start(); the switch follows at a batch boundary. Answers (ok, err): err names the file
+-- and line of what rejected it.
+function M.reload(chunk, path, drop)
+    if chunk == nil then  -- the host could not compile it: drop is the message
+        return require("streamhost.reload").refuse(path, drop)
+    end
+    local args = {}
+    for i, v in ipairs(type(arg) == "table" and arg or {}) do args[i] = v end
+    local ok, err = require("streamhost.reload").begin(chunk, path, args, drop, main)
+    settle()
+    return ok, err
 end
 
 function M.shutdown()

@@ -414,6 +414,34 @@ function DStream:pprint(num)
     last.name = "pprint"
 end
 
+-- An extension beyond pyspark: hands every batch's records to the C callback registered with
+-- sh_host_on_output(h, name, ...), strings as they are, other records in pprint's literal form.
+function DStream:output(name)
+    if type(name) ~= "string" or name == "" then error("output expects an output name", 2) end
+    local warned = false
+    self:foreachRDD(function(time, rdd)
+        local ffi = require "ffi"
+        local shffi = require "streamhost.ffi"
+        local recs = rdd:collect()
+        local n = #recs
+        local arr = ffi.new("sh_record_t[?]", math.max(n, 1))
+        local keep = {}
+        for i = 1, n do
+            local r = recs[i]
+            local s = type(r) == "string" and r or format.literal(r)
+            keep[i] = s
+            arr[i - 1].data, arr[i - 1].len = s, #s
+        end
+        if shffi.C.sh_ffi_output_deliver(shffi.host(), name, time, arr, n) == 0 and not warned then
+            warned = true
+            io.stderr:write("streamhost: output '", name, "' has no callback (sh_host_on_output): its batches are dropped\n")
+        end
+        keep = nil -- luacheck: ignore keep (held until the callback returned)
+    end)
+    local last = self._ssc._outputs[#self._ssc._outputs]
+    last.name, last.output = "output", name
+end
+
 -- Writes every batch to prefix-<time in ms>[.suffix], whole or not at all; a replayed batch
 -- replaces its directory.
 function DStream:saveAsTextFiles(prefix, suffix)

@@ -23,6 +23,8 @@ int sh_ffi_take_stop(sh_host_t *h);
 void sh_ffi_timer_arm(sh_host_t *h, double ms);
 void sh_ffi_sleep_ms(double ms);
 const char *sh_ffi_master(sh_host_t *h);
+void sh_ffi_reload_result(sh_host_t *h, int failed, const char *msg);
+void sh_ffi_script_changed(sh_host_t *h, const char *script);
 const char *sh_ffi_lua_dir(sh_host_t *h);
 int sh_ffi_cpu_count(void);
 void sh_ffi_free(void *p);
@@ -86,6 +88,16 @@ sh_recv_t *sh_ffi_socket_open(sh_host_t *h, sh_sched_t *sched, int input, const 
                               int port, size_t max_line, char **errmsg);
 int sh_ffi_recv_event(sh_recv_t *r, int *kind, char **msg);
 void sh_ffi_recv_close(sh_recv_t *r);
+
+typedef struct sh_embed_s sh_embed_t;
+typedef struct { const char *data; size_t len; } sh_record_t;
+sh_embed_t *sh_ffi_embed_open(sh_host_t *h, sh_sched_t *sched, int input, const char *name,
+                              double max_records, double max_bytes, char **errmsg);
+double sh_ffi_embed_queued(sh_embed_t *e);
+void sh_ffi_embed_drain(sh_embed_t *e);
+double sh_ffi_embed_close(sh_embed_t *e);
+int sh_ffi_output_deliver(sh_host_t *h, const char *name, double batch_time,
+                          const sh_record_t *recs, size_t n);
 
 typedef struct sh_text_server_s sh_text_server_t;
 sh_text_server_t *sh_ffi_text_server_start(sh_host_t *h, const char *text, size_t len,

@@ -7,6 +7,7 @@ local EVENTS = {
     "onOutputOperationStarted", "onOutputOperationCompleted", "onReceiverStarted",
     "onReceiverError", "onReceiverStopped",
     "onCheckpointError",  -- an extension: a checkpoint write failed (the job goes on)
+    "onJobReloaded",      -- an extension: a hot reload was taken or rejected
 }
 for _, name in ipairs(EVENTS) do
     StreamingListener[name] = function() end

@@ -188,6 +188,55 @@ function M.socket(ssc, host, port, storageLevel) -- luacheck: ignore storageLeve
     return input(ssc, source)
 end
 
+-- -- embeddedStream (an extension: records the embedding program pushes from C) --------------
+
+local EMBED_RECORDS, EMBED_BYTES = 10000, 16 * 1024 * 1024
+
+-- A stream of the strings that C pushes with sh_host_push(h, name, ...): from any thread into
+-- a bounded queue (capacity records, by default 10000, or 16 MiB) that the loop drains into
+-- this stream's batches. The stream exists from start() to stop(); a push outside that is
+-- refused.
+function M.embedded(ssc, name, capacity)
+    if type(name) ~= "string" or name == "" then error("embeddedStream expects a stream name", 3) end
+    if capacity ~= nil and (type(capacity) ~= "number" or capacity < 1 or capacity % 1 ~= 0) then
+        error("embeddedStream expects a queue capacity of at least one record, got " .. tostring(capacity), 3)
+    end
+    local sc = ssc.sparkContext
+    local source = { name = string.format("EmbeddedStream(%s)", name), receiver = true,
+                     location = "embedded:" .. name,
+                     args = { kind = "embeddedStream", name = name, capacity = capacity } }
+    function source.start(self, sched)
+        self.input = C.sh_ffi_sched_input_new(sched, shffi.BLOB_LINES, BLOCK_BYTES, MAX_QUEUED)
+        if self.input < 0 then error("embeddedStream " .. name .. ": out of memory", 0) end
+        local err = ffi.new("char *[1]")
+        local e = C.sh_ffi_embed_open(sc._host, sched, self.input, name, capacity or EMBED_RECORDS,
+                                      EMBED_BYTES, err)
+        if e == nil then error("embeddedStream " .. name .. ": " .. tostring(shffi.take_string(err[0])), 0) end
+        self.embed = e
+    end
+    function source.generate(self, _, rec)
+        local blobs, n = {}, 0
+        if rec ~= nil and self.input then
+            blobs = record_blocks(rec, self.input)
+            n = C.sh_ffi_batch_records(rec, self.input)
+        end
+        return rddmod.from_blobs(sc, spread(blobs, sc.defaultParallelism)),
+            { description = string.format("%s: %d records", self.name, n), records = n }
+    end
+    -- A graceful stop: what was pushed before it goes into the last batches.
+    function source.drain(self)
+        if self.embed ~= nil then C.sh_ffi_embed_drain(self.embed) end
+    end
+    function source.stop(self)
+        if self.embed ~= nil then
+            local dropped = C.sh_ffi_embed_close(self.embed)
+            self.embed = nil
+            if dropped > 0 then self.report(string.format("%d pushed records dropped at stop", dropped)) end
+        end
+    end
+    return input(ssc, source)
+end
+
 -- -- textFileStream and binaryRecordsStream ---------------------------------------------------
 
 -- New files of a directory, each read once, as Spark's FileInputDStream selects them: a file is

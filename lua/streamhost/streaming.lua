@@ -12,6 +12,7 @@ require "streamhost.state"
 local sources = require "streamhost.sources"
 local listener = require "streamhost.listener"
 local status = require "streamhost.status"
+local reload = require "streamhost.reload"
 
 local C = shffi.C
 local floor = math.floor
@@ -114,6 +115,11 @@ function StreamingContext:binaryRecordsStream(directory, recordLength)
     return (sources.binary_records(self, directory, recordLength))
 end
 
+-- An extension beyond pyspark: a DStream of the strings C pushes with sh_host_push.
+function StreamingContext:embeddedStream(name, capacity)
+    return (sources.embedded(self, name, capacity))
+end
+
 function StreamingContext:union(...)
     local streams = { ... }
     if #streams == 1 and getmetatable(streams[1]) ~= dstream.DStream then streams = streams[1] end
@@ -197,6 +203,11 @@ end
 
 function StreamingContext:start()
     if self._state == "active" then return end  -- Spark warns and ignores a second start
+    local r = reload.loading()
+    if r and self._state == "initialized" then  -- a hot reload's new script: the switch starts it
+        reload.start_new(r, self, 3)
+        return
+    end
     if self._state == "stopped" then error("StreamingContext has already been stopped", 2) end
     if active and active ~= self then
         error("Only one StreamingContext may be started in this process. Currently running StreamingContext was started at " ..
@@ -275,7 +286,7 @@ function StreamingContext:start()
         if d._source.receiver then
             self:_post("onReceiverStarted", { receiverInfo = receiver_info(self, d) })
         end
-    end
+    end    if self._reload_after_start then reload.after_start(self._reload_after_start) end
 end
 
 local function wake_all(set)
@@ -302,6 +313,7 @@ local function finish_stop(ssc, stopSparkContext)
     end
     ssc._state = "stopped"
     if active == ssc then active = nil end
+    reload.abandon("the job stopped")
     stop_inputs(ssc)
     status.stopped()
     drop_queue(ssc)
@@ -371,6 +383,9 @@ function StreamingContext:stop(stopSparkContext, stopGracefully)
     self._stopping = true
     self._stop_sc = stopSparkContext
     if stopGracefully then
+        for _, d in ipairs(self._inputs) do  -- what sits in receivers' queues goes in too
+            if d._source.drain then d._source:drain() end
+        end
         C.sh_ffi_sched_flush(self._sched)  -- what was received goes into batches; no new ones
         stop_inputs(self)
         M.tick()
@@ -515,6 +530,7 @@ function StreamingContext:_batch_ended(batch, ok, err)
         batch.rec = nil
     end
     self._running = nil
+    reload.batch_ended(M, self, batch)
     if self._ckpt and batch.replay ~= "state" and self._state ~= "stopped" then
         local cok, cerr = pcall(self._ckpt.completed, self._ckpt, batch)
         if not cok then io.stderr:write("streamhost: checkpoint: ", tostring(cerr), "\n") end
@@ -553,6 +569,7 @@ function M.tick()
         if rec == nil then break end
         ssc:_generate(rec)
     end
+    if reload.maybe_switch(M, ssc) then ssc = active end  -- a batch boundary
     if ssc._running or #ssc._queue == 0 or ssc._state == "stopped" then return false end
     if (ssc._queue[1].hold or 0) > 0 then return false end  -- its write-ahead log is being written
     local batch = table.remove(ssc._queue, 1)
@@ -572,6 +589,11 @@ function M.stop_requested()
         loop.spawn(function() ssc:stop(true, true) end, { ssc = ssc })
     end
     return true
+end
+
+-- Hot reload's switch: the new graph's context becomes the running one.
+function M._set_active(ssc)
+    active = ssc
 end
 
 -- True while a StreamingContext runs or is stopping.
@@ -628,7 +650,8 @@ function StreamingContext.getOrCreate(checkpointPath, setupFunc)
     if checkpointPath ~= nil and type(checkpointPath) ~= "string" then
         error("getOrCreate expects a checkpoint directory path", 2)
     end
-    if checkpointPath then
+    -- A hot reload takes over the running job, not the checkpoint (which that job writes).
+    if checkpointPath and not reload.loading() then
         local ok, recovered = pcall(require("streamhost.checkpoint").recover, checkpointPath)
         if not ok then error(recovered, 2) end
         if recovered then return recovered end
@@ -650,6 +673,7 @@ end
 
 -- Stops whatever is still running (the job is over, or the host is being freed).
 function M.shutdown()
+    reload.abandon("the job ended")
     if active then finish_stop(active, true) end
     -- Batches still running when the job ended (a stop that timed out) never resume.
     for batch in pairs(running) do
