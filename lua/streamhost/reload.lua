@@ -1,6 +1,6 @@
 -- streamhost.reload: hot reload of a running job (DESIGN.md "Hot reload and embedding").
--- Stage one runs the new script's main chunk in a fresh environment (its own globals) of the
--- driver state, with the running SparkContext, until it calls ssc:start(): an error there, or
+-- Stage one runs the new script's main chunk in a fresh environment of the driver state (the
+-- globals a fresh state starts with: the standard libraries, none of the old script's), with the running SparkContext, until it calls ssc:start(): an error there, or
 -- a graph that cannot start, rejects the reload and the old job goes on. Stage two, at a batch
 -- boundary (no batch of the old job runs), switches: inputs whose definition is unchanged (same
 -- source and arguments) hand their receiver, sealed batches and history to the new graph, so
@@ -192,7 +192,11 @@ function M.begin(chunk, path, args, drop, main)
         return false, err
     end
     current = r
-    local env = setmetatable({}, { __index = _G })
+    -- The new script's globals start as a fresh driver state's: the standard libraries only
+    -- (the old script's globals are not visible); modules stay loaded (package.loaded).
+    local env = {}
+    for name in pairs(require("streamhost.ship").STANDARD_GLOBALS) do env[name] = rawget(_G, name) end
+    env._G = env
     local a = { [0] = path }
     for i, v in ipairs(args or {}) do a[i] = v end
     env.arg = a

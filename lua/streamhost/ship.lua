@@ -21,6 +21,7 @@ local MARK = "\0sh"  -- the key that marks a packed non-plain value inside a tab
 -- A fixed list (LuaJIT's base and standard libraries), not a snapshot of _G: this module may
 -- load after the job script has defined globals of its own, and those must travel.
 local standard_globals = {}
+M.STANDARD_GLOBALS = standard_globals
 for name in ([[_G _VERSION assert bit collectgarbage coroutine debug dofile error gcinfo getfenv
     getmetatable io ipairs jit load loadfile loadstring math module newproxy next os package
     pairs pcall print rawequal rawget rawset require select setfenv setmetatable string table
@@ -171,12 +172,16 @@ local function pack_function(f, ctx)
         entry.upv[i] = pack_value(v, ctx)
         i = i + 1
     end
-    local env = getfenv(f)  -- not _G for a function loaded with an environment of its own
+    -- A function loaded with an environment of its own (a reloaded script's globals, a
+    -- shipped pack's) reads its globals there, not in _G.
+    local env = getfenv(f)
     for gname in pairs(global_reads(f, {})) do
-        local v = rawget(_G, gname)
-        if v == nil and env ~= _G and type(env) == "table" then
+        local v
+        if env ~= _G and type(env) == "table" then
             local ok, ev = pcall(function() return env[gname] end)
             if ok then v = ev end
+        else
+            v = rawget(_G, gname)
         end
         if v ~= nil and not standard_globals[gname] and gname ~= "arg" then
             ctx.path = "global '" .. gname .. "'"

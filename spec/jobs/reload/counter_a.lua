@@ -2,6 +2,7 @@
 -- "total" and counts them per word in an unnamed one; every batch writes "<version> <total>
 -- <words>" to arg[3] (whole: a rename). arg[1]: the port, arg[2]: a checkpoint directory.
 local sh = require "streamhost"
+RELOAD_SPEC_OLD_GLOBAL = "a"  -- a new script loaded by a reload must not see it
 local sc = sh.SparkContext(nil, "reload")
 sc:setCheckpointDir(arg[2])
 local ssc = sh.StreamingContext(sc, 0.1)
