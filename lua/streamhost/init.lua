@@ -30,6 +30,11 @@ local lazy = {
     DStream = function() return require("streamhost.dstream").DStream end,
     TextServer = function() return require "streamhost.text_server" end,
     lazy = function() return require("streamhost.shared").lazy end,  -- an extension (README)
+    KafkaUtils = function() return require("streamhost.kafka").KafkaUtils end,
+    OffsetRange = function() return require("streamhost.kafka_types").OffsetRange end,
+    TopicAndPartition = function() return require("streamhost.kafka_types").TopicAndPartition end,
+    Broker = function() return require("streamhost.kafka_types").Broker end,
+    KafkaMessageAndMetadata = function() return require("streamhost.kafka_types").KafkaMessageAndMetadata end,
 }
 
 return setmetatable(sh, {

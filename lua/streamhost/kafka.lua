@@ -1,0 +1,297 @@
+-- streamhost.kafka: KafkaUtils (driver side): kafkaParams, the direct stream (offset ranges per
+-- batch, rate limit and backpressure, recorded for recovery) and createRDD.
+local ffi = require "ffi"
+local shffi = require "streamhost.ffi"
+local rddmod = require "streamhost.rdd"
+local types = require "streamhost.kafka_types"
+local read = require "streamhost.kafka_read"
+
+local C = shffi.C
+local M = {}
+local KafkaUtils = {}
+M.KafkaUtils = KafkaUtils
+
+local METADATA_TIMEOUT_MS = 10000  -- topics' partitions and first offsets, where a stream is defined
+local OFFSETS_TIMEOUT_MS = 1000    -- a batch's latest offsets (the loop waits this long at most)
+local READ_TIMEOUT_MS = 120000     -- a task reading a range waits this long without progress
+
+local err_out = ffi.new("char *[1]")
+local ids_out = ffi.new("int32_t[4096]")
+local lo_out, hi_out = ffi.new("int64_t[1]"), ffi.new("int64_t[1]")
+
+-- -- kafkaParams -------------------------------------------------------------------------
+
+-- Names of the Kafka 0.8 era that have no librdkafka meaning: accepted and left out.
+local IGNORED = { ["zookeeper.connect"] = true, ["zookeeper.connection.timeout.ms"] = true,
+                  ["zookeeper.session.timeout.ms"] = true, ["consumer.timeout.ms"] = true }
+
+-- The client configuration pairs (sorted) of kafkaParams and its auto.offset.reset
+-- (normalized to smallest | largest, or nil when not given). Raises at `level`.
+local function conf_of(kafkaParams, what, level)
+    if type(kafkaParams) ~= "table" then
+        error(what .. " expects kafkaParams as a table of settings, got " .. type(kafkaParams), level + 1)
+    end
+    local conf, reset, brokers = {}, nil, false
+    for k, v in pairs(kafkaParams) do
+        if type(k) ~= "string" or (type(v) ~= "string" and type(v) ~= "number" and type(v) ~= "boolean") then
+            error(what .. ": kafkaParams must map setting names to strings, got " .. tostring(k) .. " = " .. type(v), level + 1)
+        end
+        v = tostring(v)
+        if k == "auto.offset.reset" then
+            if v == "smallest" or v == "earliest" or v == "beginning" then reset = "smallest"
+            elseif v == "largest" or v == "latest" or v == "end" then reset = "largest"
+            else error(what .. ": auto.offset.reset must be smallest or largest, got " .. v, level + 1) end
+        elseif not IGNORED[k] and not k:match("^spark%.") then
+            if k == "metadata.broker.list" or k == "bootstrap.servers" then brokers = true end
+            conf[#conf + 1] = { k, v }
+        end
+    end
+    if not brokers then
+        error(what .. ": kafkaParams must name the brokers (metadata.broker.list or bootstrap.servers)", level + 1)
+    end
+    table.sort(conf, function(a, b) return a[1] < b[1] end)
+    return conf, reset
+end
+
+local function client_of(conf, what, level)
+    local ok, k = pcall(read.client, conf)
+    if not ok then error(what .. ": " .. tostring(k), level + 1) end
+    return k
+end
+
+-- The partition ids of a topic (sorted); raises naming the topic.
+local function partitions_of(k, topic, what, level)
+    local n = C.sh_ffi_kafka_partitions(k, topic, METADATA_TIMEOUT_MS, ids_out, 4096, err_out)
+    if n < 0 then error(what .. ": " .. tostring(shffi.take_string(err_out[0])), level + 1) end
+    local ids = {}
+    for i = 0, math.min(n, 4096) - 1 do ids[i + 1] = ids_out[i] end
+    return ids
+end
+
+-- The low and high watermarks of a partition, or nil and a message.
+local function watermarks(k, topic, partition, timeout_ms)
+    if C.sh_ffi_kafka_watermarks(k, topic, partition, timeout_ms, lo_out, hi_out, err_out) ~= 0 then
+        return nil, shffi.take_string(err_out[0])
+    end
+    return tonumber(lo_out[0]), tonumber(hi_out[0])
+end
+
+-- Ships a decoder or handler; nil (and sh.utf8_decoder, the identity on strings) ship nothing.
+local function ship_opt(f, what, level)
+    if f == nil or rawequal(f, require("streamhost").utf8_decoder) then return nil end
+    return rddmod.ship_fn(f, what, level + 1)
+end
+
+local function tp_key(topic, partition) return topic .. "\0" .. partition end
+
+-- -- createRDD ---------------------------------------------------------------------------
+
+function KafkaUtils.createRDD(sc, kafkaParams, offsetRanges, leaders, keyDecoder, valueDecoder, messageHandler)
+    local what = "KafkaUtils.createRDD"
+    local conf = conf_of(kafkaParams, what, 2)
+    if type(offsetRanges) ~= "table" then error(what .. " expects an array of OffsetRange", 2) end
+    if leaders ~= nil and type(leaders) ~= "table" then
+        error(what .. " expects leaders as a table of TopicAndPartition -> Broker, or nil", 2)
+    end
+    local k = client_of(conf, what, 2)
+    local ranges = {}
+    for i, r in ipairs(offsetRanges) do
+        if getmetatable(r) ~= types.OffsetRange then
+            error(what .. ": offsetRanges[" .. i .. "] is not an OffsetRange", 2)
+        end
+        if r.untilOffset < r.fromOffset then
+            error(string.format("%s: %s ends before it starts", what, tostring(r)), 2)
+        end
+        local lo, hi = watermarks(k, r.topic, r.partition, METADATA_TIMEOUT_MS)
+        if lo == nil then error(what .. ": " .. tostring(hi), 2) end
+        if r.untilOffset > r.fromOffset and (r.fromOffset < lo or r.untilOffset > hi) then
+            error(string.format("%s: topic %s partition %d holds offsets %d to %d; %s is out of range",
+                what, r.topic, r.partition, lo, hi, tostring(r)), 2)
+        end
+        ranges[i] = { topic = r.topic, partition = r.partition, fromOffset = r.fromOffset, untilOffset = r.untilOffset }
+    end
+    return rddmod.from_kafka(sc, ranges, {
+        conf = conf, timeout_ms = READ_TIMEOUT_MS,
+        keyDecoder = ship_opt(keyDecoder, what .. " keyDecoder", 2),
+        valueDecoder = ship_opt(valueDecoder, what .. " valueDecoder", 2),
+        messageHandler = ship_opt(messageHandler, what .. " messageHandler", 2) })
+end
+
+-- -- createDirectStream ------------------------------------------------------------------
+
+-- ids: the shipped keyDecoder, valueDecoder and messageHandler ids (each may be absent) by
+-- name; from: { {topic, partition, offset}, ... } or nil (every partition of the topics,
+-- starting per auto.offset.reset, largest by default). Raises at `level`.
+local function direct(ssc, topics, kafkaParams, from, ids, level)
+    local sources = require "streamhost.sources"
+    local checkpoint = require "streamhost.checkpoint"
+    local what = "KafkaUtils.createDirectStream"
+    local conf, reset = conf_of(kafkaParams, what, level + 1)
+    local sc = ssc.sparkContext
+    local k = client_of(conf, what, level + 1)
+    local tps, pos = {}, {}
+    if from and #from > 0 then
+        for i, f in ipairs(from) do tps[i], pos[i] = { topic = f[1], partition = f[2] }, f[3] end
+    else
+        for _, topic in ipairs(topics) do
+            for _, p in ipairs(partitions_of(k, topic, what, level + 1)) do
+                tps[#tps + 1] = { topic = topic, partition = p }
+            end
+        end
+        for i, tp in ipairs(tps) do
+            local lo, hi = watermarks(k, tp.topic, tp.partition, METADATA_TIMEOUT_MS)
+            if lo == nil then error(what .. ": " .. tostring(hi), level + 1) end
+            pos[i] = reset == "smallest" and lo or hi
+        end
+    end
+    local getconf = sc:getConf()
+    local batch_s = ssc._batch_ms / 1000
+    local max_rate = tonumber(getconf:get("spark.streaming.kafka.maxRatePerPartition", "0")) or 0
+    local backpressure = getconf:get("spark.streaming.backpressure.enabled", "false") == "true"
+    local initial_rate = tonumber(getconf:get("spark.streaming.backpressure.initialRate", "0")) or 0
+    local plain = {}  -- what the checkpoint keeps: no credentials
+    for key, v in pairs(kafkaParams) do
+        if not checkpoint.is_credential(key) then plain[key] = v end
+    end
+    local from_args = {}
+    for i, tp in ipairs(tps) do from_args[i] = { tp.topic, tp.partition, pos[i] } end
+    local fns, slots = {}, {}
+    for _, name in ipairs({ "keyDecoder", "valueDecoder", "messageHandler" }) do
+        if ids[name] then fns[#fns + 1] = ids[name]; slots[#slots + 1] = name end
+    end
+    local kafka = { conf = conf, timeout_ms = READ_TIMEOUT_MS, keyDecoder = ids.keyDecoder,
+                    valueDecoder = ids.valueDecoder, messageHandler = ids.messageHandler }
+    local source = {
+        name = "DirectKafkaInputDStream(" .. table.concat(topics, ",") .. ")",
+        args = { kind = "kafkaDirectStream", topics = topics, kafkaParams = plain, fromOffsets = from_args,
+                 fn_slots = slots },
+        fns = fns,
+        tps = tps, pos = pos,   -- pos[i]: where tps[i]'s next batch starts
+        ranges = {},            -- batch time -> its ranges (recovery reruns them)
+        rate = backpressure and initial_rate > 0 and initial_rate or nil, -- messages/s, all partitions
+    }
+    -- The most messages a partition gives one batch (nil: no limit).
+    local function limit(self)
+        local per = max_rate > 0 and max_rate or nil
+        if self.rate then
+            local share = self.rate / #self.tps
+            per = per and math.min(per, share) or share
+        end
+        return per and math.max(1, math.floor(per * batch_s)) or nil
+    end
+    function source.generate(self, t)
+        local ranges, failure, total = {}, nil, 0
+        local most = limit(self)
+        for i, tp in ipairs(self.tps) do
+            local f = self.pos[i]
+            local u = f
+            if not failure then
+                local lo, hi = watermarks(k, tp.topic, tp.partition, OFFSETS_TIMEOUT_MS)
+                if lo == nil then
+                    failure = hi
+                elseif f < lo or f > hi then
+                    local msg = string.format("topic %s partition %d: offset %d is out of range (%d to %d)",
+                        tp.topic, tp.partition, f, lo, hi)
+                    if reset then
+                        f = reset == "smallest" and lo or hi
+                        self.report(msg .. "; auto.offset.reset=" .. reset .. ": going on from " .. f)
+                        u = hi
+                    else
+                        self.report(msg .. " (set auto.offset.reset to smallest or largest to go on)")
+                    end
+                else
+                    u = hi
+                end
+                if most and u > f + most then u = f + most end
+            end
+            ranges[i] = { topic = tp.topic, partition = tp.partition, fromOffset = f, untilOffset = u }
+            self.pos[i] = u
+            total = total + (u - f)
+        end
+        if failure then
+            self.waiting = true
+            self.report("waiting for the brokers: " .. failure)
+        elseif self.waiting then
+            self.waiting = nil
+            io.stderr:write("streamhost: ", self.name, ": the brokers answer again\n")
+        end
+        self.ranges[t] = ranges
+        -- Forget the ranges recovery can no longer ask for.
+        local horizon = t - math.max(60000, ssc._remember_ms or 0)
+        if ssc._ckpt then horizon = math.min(horizon, ssc._ckpt:keep_from()) end
+        for time in pairs(self.ranges) do
+            if time < horizon then self.ranges[time] = nil end
+        end
+        return rddmod.from_kafka(sc, ranges, kafka),
+            { offsets = ranges, description = string.format("%s: %d messages from %d partitions", self.name, total, #ranges) }
+    end
+    function source.regenerate(self, t)
+        local ranges = self.ranges[t]
+        if ranges == nil then return nil end
+        return rddmod.from_kafka(sc, ranges, kafka),
+            { offsets = ranges, description = string.format("%s: batch %d's recorded ranges", self.name, t) }
+    end
+    -- Backpressure: the next batches' rate follows what the last batch processed per second.
+    function source.batch_completed(self, info)
+        if not backpressure or not info.processingStartTime or not info.processingEndTime then return end
+        local n = info.streamIdToInputInfo[self.stream_id]
+        n = n and n.numRecords or 0
+        local secs = info.processingEndTime - info.processingStartTime
+        if n > 0 and secs > 0 then self.rate = math.max(#self.tps, n / secs) end
+    end
+    function source.checkpoint_data(self)
+        local ranges = {}
+        for time, r in pairs(self.ranges) do ranges[time] = r end
+        local at = {}
+        for i, tp in ipairs(self.tps) do at[tp_key(tp.topic, tp.partition)] = self.pos[i] end
+        return { pos = at, ranges = ranges }
+    end
+    function source.restore(self, data)
+        for i, tp in ipairs(self.tps) do
+            local p = data.pos[tp_key(tp.topic, tp.partition)]
+            if p then self.pos[i] = p end
+        end
+        for time, r in pairs(data.ranges) do self.ranges[time] = r end
+    end
+    return sources.input(ssc, source)
+end
+
+function KafkaUtils.createDirectStream(ssc, topics, kafkaParams, fromOffsets, keyDecoder, valueDecoder, messageHandler)
+    local what = "KafkaUtils.createDirectStream"
+    if type(topics) ~= "table" or #topics == 0 then
+        error(what .. " expects an array of topic names", 2)
+    end
+    for i, t in ipairs(topics) do
+        if type(t) ~= "string" or t == "" then error(what .. ": topics[" .. i .. "] is not a topic name", 2) end
+    end
+    local from = nil
+    if fromOffsets ~= nil then
+        if type(fromOffsets) ~= "table" then error(what .. " expects fromOffsets as a table of TopicAndPartition -> offset", 2) end
+        from = {}
+        for tp, off in pairs(fromOffsets) do
+            if getmetatable(tp) ~= types.TopicAndPartition then
+                error(what .. ": fromOffsets keys must be TopicAndPartition values, got " .. tostring(tp), 2)
+            end
+            if type(off) ~= "number" or off < 0 or off % 1 ~= 0 then
+                error(what .. ": fromOffsets[" .. tostring(tp) .. "] must be an offset, got " .. tostring(off), 2)
+            end
+            from[#from + 1] = { tp.topic, tp.partition, off }
+        end
+        table.sort(from, function(a, b) return a[1] < b[1] or a[1] == b[1] and a[2] < b[2] end)
+    end
+    local ids = {
+        keyDecoder = ship_opt(keyDecoder, what .. " keyDecoder", 2),
+        valueDecoder = ship_opt(valueDecoder, what .. " valueDecoder", 2),
+        messageHandler = ship_opt(messageHandler, what .. " messageHandler", 2),
+    }
+    return direct(ssc, topics, kafkaParams, from, ids, 2)
+end
+
+-- A direct stream as a recovered graph makes it again (args as recorded, fns its shipped ids).
+function M.rebuild_direct(ssc, args, fns)
+    local ids = {}
+    for i, name in ipairs(args.fn_slots or {}) do ids[name] = fns[i] end
+    return direct(ssc, args.topics, args.kafkaParams, args.fromOffsets, ids, 1)
+end
+
+return M
