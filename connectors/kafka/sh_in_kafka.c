@@ -45,7 +45,8 @@ SH_EXPORT sh_kafka_t *sh_ffi_kafka_new(const char **keys, const char **vals, int
 
     *errmsg = NULL;
     /* assign() needs a group id (no group is joined): a default that kafkaParams may replace. */
-    if (conf_set(conf, "group.id", "streamhost-direct", errmsg))
+    if (conf_set(conf, "group.id", "streamhost-direct", errmsg) ||
+        conf_set(conf, "log.connection.close", "false", errmsg))
         goto fail_conf;
     for (i = 0; i < n; i++)
         if (conf_set(conf, keys[i], vals[i], errmsg))
@@ -96,28 +97,26 @@ SH_EXPORT int sh_ffi_kafka_partitions(sh_kafka_t *k, const char *topic, int time
                                       int32_t *out, int max, char **errmsg)
 {
     const struct rd_kafka_metadata *md = NULL;
-    const struct rd_kafka_metadata_topic *t;
-    rd_kafka_topic_t *rkt;
+    const struct rd_kafka_metadata_topic *t = NULL;
     rd_kafka_resp_err_t err;
     int i, n = -1;
 
     *errmsg = NULL;
-    rkt = rd_kafka_topic_new(k->rk, topic, NULL);
-    if (rkt == NULL) {
-        *errmsg = errorf("topic %s: %s", topic, rd_kafka_err2str(rd_kafka_last_error()));
-        return -1;
-    }
-    err = rd_kafka_metadata(k->rk, 0, rkt, &md, timeout_ms);
+    /* All topics are asked for: a request naming the topic could create it on a broker that
+     * creates topics on demand, and an unknown topic must be an error. */
+    err = rd_kafka_metadata(k->rk, 1, NULL, &md, timeout_ms);
     if (err) {
         *errmsg = errorf("topic %s: cannot read metadata from the brokers: %s", topic,
                          rd_kafka_err2str(err));
+        return -1;
+    }
+    for (i = 0; i < md->topic_cnt; i++)
+        if (strcmp(md->topics[i].topic, topic) == 0)
+            t = &md->topics[i];
+    if (t == NULL) {
+        *errmsg = errorf("topic %s: unknown topic (the brokers have %d others)", topic, md->topic_cnt);
         goto out;
     }
-    if (md->topic_cnt != 1) {
-        *errmsg = errorf("topic %s: the brokers did not describe it", topic);
-        goto out;
-    }
-    t = &md->topics[0];
     if (t->err) {
         *errmsg = errorf("topic %s: %s", topic, rd_kafka_err2str(t->err));
         goto out;
@@ -127,9 +126,7 @@ SH_EXPORT int sh_ffi_kafka_partitions(sh_kafka_t *k, const char *topic, int time
         out[i] = t->partitions[i].id;
     qsort(out, (size_t) (n < max ? n : max), sizeof *out, cmp_i32);
 out:
-    if (md)
-        rd_kafka_metadata_destroy(md);
-    rd_kafka_topic_destroy(rkt);
+    rd_kafka_metadata_destroy(md);
     return n;
 }
 

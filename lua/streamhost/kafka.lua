@@ -110,6 +110,7 @@ function KafkaUtils.createRDD(sc, kafkaParams, offsetRanges, leaders, keyDecoder
         end
         ranges[i] = { topic = r.topic, partition = r.partition, fromOffset = r.fromOffset, untilOffset = r.untilOffset }
     end
+    C.sh_ffi_kafka_free(ffi.gc(k, nil))
     return rddmod.from_kafka(sc, ranges, {
         conf = conf, timeout_ms = READ_TIMEOUT_MS,
         keyDecoder = ship_opt(keyDecoder, what .. " keyDecoder", 2),
@@ -182,6 +183,7 @@ local function direct(ssc, topics, kafkaParams, from, ids, level)
     function source.generate(self, t)
         local ranges, failure, total = {}, nil, 0
         local most = limit(self)
+        if k == nil then k = client_of(conf, self.name, 1) end  -- stopped, started again
         for i, tp in ipairs(self.tps) do
             local f = self.pos[i]
             local u = f
@@ -238,6 +240,10 @@ local function direct(ssc, topics, kafkaParams, from, ids, level)
         n = n and n.numRecords or 0
         local secs = info.processingEndTime - info.processingStartTime
         if n > 0 and secs > 0 then self.rate = math.max(#self.tps, n / secs) end
+    end
+    function source.stop()
+        if k ~= nil then C.sh_ffi_kafka_free(ffi.gc(k, nil)) end
+        k = nil
     end
     function source.checkpoint_data(self)
         local ranges = {}

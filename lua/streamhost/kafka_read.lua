@@ -28,7 +28,9 @@ function M.client(conf)
     return ffi.gc(k, C.sh_ffi_kafka_free)
 end
 
--- Clients of this state by configuration (a worker reads many ranges with one client).
+-- The clients of this state by configuration (a worker reads many ranges with one client),
+-- each with the time it was last used; one idle for IDLE_S is let go at the next task.
+local IDLE_S = 30
 local clients = {}
 local function conf_key(conf)
     local parts = {}
@@ -37,13 +39,29 @@ local function conf_key(conf)
 end
 
 local function cached_client(conf)
-    local key = conf_key(conf)
-    local k = clients[key]
-    if k == nil then
-        k = M.client(conf)
-        clients[key] = k
+    local now = C.sh_ffi_now()
+    for key, c in pairs(clients) do
+        if now - c.used > IDLE_S then
+            clients[key] = nil
+            C.sh_ffi_kafka_free(ffi.gc(c.k, nil))
+        end
     end
-    return k
+    local key = conf_key(conf)
+    local c = clients[key]
+    if c == nil then
+        c = { k = M.client(conf) }
+        clients[key] = c
+    end
+    c.used = now
+    return c.k
+end
+
+-- Lets go of this state's clients (their connections close).
+function M.release()
+    for key, c in pairs(clients) do
+        clients[key] = nil
+        C.sh_ffi_kafka_free(ffi.gc(c.k, nil))
+    end
 end
 
 -- Reads [from, till) of topic/partition into a new owned block; raises naming the range.
