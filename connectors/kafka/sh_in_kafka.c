@@ -145,18 +145,20 @@ SH_EXPORT int sh_ffi_kafka_watermarks(sh_kafka_t *k, const char *topic, int32_t 
     return 0;
 }
 
-/* Appends one message to the block; 0 or SH_ENOMEM. */
-static int append_message(sh_blob_t **bp, const rd_kafka_message_t *m)
+int sh__kafka_block_append(sh_blob_t **bp, const rd_kafka_message_t *m, int32_t topic)
 {
     unsigned char head[SH_KAFKA_REC_HEADER];
     int64_t off = m->offset, ts = rd_kafka_message_timestamp(m, NULL);
+    int32_t part = m->partition;
     int32_t klen = m->key ? (int32_t) m->key_len : -1;
     int32_t vlen = m->payload ? (int32_t) m->len : -1;
 
     memcpy(head, &off, 8);
     memcpy(head + 8, &ts, 8);
-    memcpy(head + 16, &klen, 4);
-    memcpy(head + 20, &vlen, 4);
+    memcpy(head + 16, &part, 4);
+    memcpy(head + 20, &topic, 4);
+    memcpy(head + 24, &klen, 4);
+    memcpy(head + 28, &vlen, 4);
     if (sh_blob_append(bp, head, sizeof head) ||
         (klen > 0 && sh_blob_append(bp, m->key, (size_t) klen)) ||
         (vlen > 0 && sh_blob_append(bp, m->payload, (size_t) vlen)))
@@ -243,7 +245,7 @@ SH_EXPORT sh_blob_t *sh_ffi_kafka_read(sh_kafka_t *k, const char *topic, int32_t
             continue;
         }
         if (mine && m->offset >= next && m->offset < until) {
-            if (append_message(&b, m)) {
+            if (sh__kafka_block_append(&b, m, 0)) {
                 rd_kafka_message_destroy(m);
                 *errmsg = sh__strdup("kafka: out of memory reading a range");
                 goto fail_assigned;

@@ -8,11 +8,17 @@
 #include "sh_blob.h"
 
 /* A block of Kafka records (blob kind SH_BLOB_KAFKA): records back to back, each
- *   int64 offset, int64 timestamp (ms, -1 when none), int32 key length, int32 value length
+ *   int64 offset, int64 timestamp (ms, -1 when none), int32 partition, int32 topic (an index
+ *   into the topics of the stream that read it), int32 key length, int32 value length
  *   (-1: null), key bytes, value bytes
  * in the host's byte order; count is the number of records. Workers decode them lazily. */
 #define SH_BLOB_KAFKA 4
-#define SH_KAFKA_REC_HEADER 24
+#define SH_KAFKA_REC_HEADER 32
+
+/* Appends one message (of topic index `topic`) to a block that its creator still owns;
+ * 0 or SH_ENOMEM (the block may have moved: *bp is updated). Any thread. */
+struct rd_kafka_message_s;
+int sh__kafka_block_append(sh_blob_t **bp, const struct rd_kafka_message_s *m, int32_t topic);
 
 /* A librdkafka consumer handle (assign mode: no group joined, nothing committed). */
 typedef struct sh_kafka_s sh_kafka_t;

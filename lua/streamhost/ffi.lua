@@ -110,6 +110,16 @@ int sh_ffi_kafka_partitions(sh_kafka_t *k, const char *topic, int timeout_ms, in
                             int max, char **errmsg);
 int sh_ffi_kafka_watermarks(sh_kafka_t *k, const char *topic, int32_t partition, int timeout_ms,
                             int64_t *lo, int64_t *hi, char **errmsg);
+typedef struct sh_kafka_recv_s sh_kafka_recv_t;
+sh_kafka_recv_t *sh_ffi_kafka_recv_open(sh_host_t *h, sh_sched_t *sched, int input,
+                                        const char **keys, const char **vals, int n,
+                                        const char **topics, int ntopics, char **errmsg);
+int sh_ffi_kafka_recv_event(sh_kafka_recv_t *r, char **msg);
+int sh_ffi_kafka_block_positions(const sh_blob_t *b, int32_t *topics, int32_t *parts,
+                                 int64_t *next, int n, int max);
+int sh_ffi_kafka_recv_commit(sh_kafka_recv_t *r, const int32_t *topics, const int32_t *parts,
+                             const int64_t *next, int n, char **errmsg);
+void sh_ffi_kafka_recv_close(sh_kafka_recv_t *r);
 sh_blob_t *sh_ffi_kafka_read(sh_kafka_t *k, const char *topic, int32_t partition, int64_t from,
                              int64_t until, int timeout_ms, char **errmsg);
 ]]

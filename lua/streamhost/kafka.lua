@@ -234,8 +234,8 @@ local function direct(ssc, topics, kafkaParams, from, ids, level)
             { offsets = ranges, description = string.format("%s: batch %d's recorded ranges", self.name, t) }
     end
     -- Backpressure: the next batches' rate follows what the last batch processed per second.
-    function source.batch_completed(self, info)
-        if not backpressure or not info.processingStartTime or not info.processingEndTime then return end
+    function source.batch_completed(self, info, ok)
+        if not ok or not backpressure or not info.processingStartTime or not info.processingEndTime then return end
         local n = info.streamIdToInputInfo[self.stream_id]
         n = n and n.numRecords or 0
         local secs = info.processingEndTime - info.processingStartTime
@@ -291,6 +291,161 @@ function KafkaUtils.createDirectStream(ssc, topics, kafkaParams, fromOffsets, ke
         messageHandler = ship_opt(messageHandler, what .. " messageHandler", 2),
     }
     return direct(ssc, topics, kafkaParams, from, ids, 2)
+end
+
+-- -- createStream: a receiver in a consumer group -------------------------------------------
+
+local BLOCK_BYTES = 4 * 1024 * 1024  -- a block (one partition of a batch) holds this much
+local MAX_QUEUED = 64 * 1024 * 1024  -- receiving pauses while this much waits to be processed
+local MAX_POSITIONS = 4096
+local pos_topics, pos_parts = ffi.new("int32_t[?]", MAX_POSITIONS), ffi.new("int32_t[?]", MAX_POSITIONS)
+local pos_next = ffi.new("int64_t[?]", MAX_POSITIONS)
+
+-- The brokers registered in ZooKeeper at zkQuorum (/brokers/ids/*), as host:port,...
+local function brokers_from_zookeeper(zkQuorum, what, level)
+    local ok, list = pcall(require("streamhost.zookeeper").brokers, zkQuorum)
+    if not ok then error(what .. ": " .. tostring(list), level + 1) end
+    return list
+end
+
+-- ids: the shipped decode function's id (absent when both decoders are the default).
+local function receiver(ssc, zkQuorum, groupId, topics, kafkaParams, decode_id, level)
+    local sources = require "streamhost.sources"
+    local what = "KafkaUtils.createStream"
+    local params = {}
+    for k, v in pairs(kafkaParams or {}) do params[k] = v end
+    params["group.id"] = groupId
+    if not params["metadata.broker.list"] and not params["bootstrap.servers"] then
+        params["metadata.broker.list"] = brokers_from_zookeeper(zkQuorum, what, level + 1)
+    end
+    local conf, reset = conf_of(params, what, level + 1)
+    if reset then conf[#conf + 1] = { "auto.offset.reset", reset } end
+    local names = {}
+    for topic in pairs(topics) do names[#names + 1] = topic end
+    table.sort(names)
+    local sc = ssc.sparkContext
+    local plain = {}
+    for key, v in pairs(kafkaParams or {}) do
+        if not require("streamhost.checkpoint").is_credential(key) then plain[key] = v end
+    end
+    local source = {
+        name = string.format("KafkaReceiver(%s, group %s)", table.concat(names, ","), groupId),
+        receiver = true, location = zkQuorum,
+        args = { kind = "kafkaStream", zkQuorum = zkQuorum, groupId = groupId, topics = topics,
+                 kafkaParams = plain },
+        fns = { decode_id },
+        commits = {},   -- batch time -> positions its blocks end at, committed when it completes
+    }
+    function source.start(self, sched)
+        self.input = C.sh_ffi_sched_input_new(sched, shffi.BLOB_KAFKA, BLOCK_BYTES, MAX_QUEUED)
+        if self.input < 0 then error(self.name .. ": out of memory", 0) end
+        local n = #conf
+        local keys, vals = ffi.new("const char *[?]", n + 1), ffi.new("const char *[?]", n + 1)
+        for i, kv in ipairs(conf) do keys[i - 1], vals[i - 1] = kv[1], kv[2] end
+        local tnames = ffi.new("const char *[?]", #names + 1)
+        for i, t in ipairs(names) do tnames[i - 1] = t end
+        local r = C.sh_ffi_kafka_recv_open(sc._host, sched, self.input, keys, vals, n, tnames, #names, err_out)
+        if r == nil then error(self.name .. ": " .. tostring(shffi.take_string(err_out[0])), 0) end
+        self.recv = r
+    end
+    function source.poll_events(self)
+        while self.recv ~= nil and C.sh_ffi_kafka_recv_event(self.recv, err_out) == 1 do
+            local msg = shffi.take_string(err_out[0])
+            if msg == "receiving again" then
+                io.stderr:write("streamhost: ", self.name, ": ", msg, "\n")
+            else
+                self.report(msg)
+            end
+        end
+    end
+    local function rdd_of(blobs)
+        local parts = {}
+        for i, b in ipairs(blobs) do parts[i] = { b } end
+        local rdd = rddmod.from_blobs(sc, parts)
+        if decode_id then rdd = rdd:_narrow("map", decode_id) end
+        return rdd
+    end
+    function source.generate(self, t, rec)
+        local blobs, n = {}, 0
+        if rec ~= nil and self.input then
+            blobs = sources.record_blocks(rec, self.input)
+            n = C.sh_ffi_batch_records(rec, self.input)
+        end
+        local np = 0
+        for _, b in ipairs(blobs) do np = C.sh_ffi_kafka_block_positions(b, pos_topics, pos_parts, pos_next, np, MAX_POSITIONS) end
+        if np > 0 then
+            local c = {}
+            for i = 0, np - 1 do c[i + 1] = { pos_topics[i], pos_parts[i], tonumber(pos_next[i]) } end
+            self.commits[t] = c
+        end
+        local rdd = rdd_of(blobs)
+        rdd._known = n
+        return rdd, { description = string.format("%s: %d messages", self.name, n) }
+    end
+    function source.regenerate(self, t)
+        local blobs = self.wal and self.wal.read(self.stream_id, t)
+        if blobs == nil then return nil end
+        return rdd_of(blobs), { description = string.format("%s: batch %d from the write-ahead log", self.name, t) }
+    end
+    local function close(self)
+        if self.recv ~= nil then
+            self:poll_events()
+            C.sh_ffi_kafka_recv_close(self.recv)
+            self.recv = nil
+        end
+    end
+    -- A batch that completed commits the offsets its blocks end at (one that failed does not:
+    -- its messages are read again by the group's next consumer).
+    function source.batch_completed(self, _, ok, t)
+        local c = self.commits[t]
+        if c == nil then return end
+        self.commits[t] = nil
+        if ok and self.recv ~= nil then
+            for i, p in ipairs(c) do pos_topics[i - 1], pos_parts[i - 1], pos_next[i - 1] = p[1], p[2], p[3] end
+            if C.sh_ffi_kafka_recv_commit(self.recv, pos_topics, pos_parts, pos_next, #c, err_out) ~= 0 then
+                self.report("cannot commit offsets: " .. tostring(shffi.take_string(err_out[0])))
+            end
+        end
+    end
+    -- Receiving stops and the group is left now: what batches not completed yet hold is not
+    -- committed, so the group's next consumer reads it again (at least once, as Spark's
+    -- receiver). A member kept for them would hold its partitions from the next one.
+    function source.stop(self)
+        close(self)
+        self.commits = {}
+    end
+    return sources.input(ssc, source)
+end
+
+function KafkaUtils.createStream(ssc, zkQuorum, groupId, topics, kafkaParams, storageLevel, keyDecoder, valueDecoder) -- luacheck: ignore storageLevel
+    local what = "KafkaUtils.createStream"
+    if type(zkQuorum) ~= "string" then error(what .. " expects zkQuorum as a string (host:port,...)", 2) end
+    if type(groupId) ~= "string" or groupId == "" then error(what .. " expects a consumer group id", 2) end
+    if type(topics) ~= "table" or next(topics) == nil then
+        error(what .. " expects topics as a table {topic = numThreads}", 2)
+    end
+    for t, n in pairs(topics) do
+        if type(t) ~= "string" or t == "" or type(n) ~= "number" or n < 1 then
+            error(what .. ": topics must map topic names to thread counts, got " .. tostring(t) .. " = " .. tostring(n), 2)
+        end
+    end
+    if kafkaParams ~= nil and type(kafkaParams) ~= "table" then error(what .. " expects kafkaParams as a table or nil", 2) end
+    local kd = ship_opt(keyDecoder, what .. " keyDecoder", 2) and keyDecoder
+    local vd = ship_opt(valueDecoder, what .. " valueDecoder", 2) and valueDecoder
+    local decode_id
+    if kd or vd then
+        decode_id = rddmod.ship_fn(function(kv)
+            local k, v = kv[1], kv[2]
+            if kd and k ~= nil then k = kd(k) end
+            if vd and v ~= nil then v = vd(v) end
+            return { k, v }
+        end, what .. " decoders", 2)
+    end
+    return receiver(ssc, zkQuorum, groupId, topics, kafkaParams, decode_id, 2)
+end
+
+function M.rebuild_receiver(ssc, args, fns)
+    return receiver(ssc, args.zkQuorum, args.groupId, args.topics, args.kafkaParams, fns[1], 1)
 end
 
 -- A direct stream as a recovered graph makes it again (args as recorded, fns its shipped ids).

@@ -71,8 +71,9 @@ function M.read(k, topic, partition, from, till, timeout_ms)
     return shffi.own_blob(b)
 end
 
--- Calls f(offset, key, value) for every message of a block (key and value nil when null).
-local HEADER = 24
+-- Calls f(offset, key, value, partition, topic_index) for every message of a block (key and
+-- value nil when null); the layout is connectors/kafka/sh_in_kafka.h's.
+local HEADER = 32
 local hdr_t = ffi.typeof("const int64_t *")
 local len_t = ffi.typeof("const int32_t *")
 function M.each_message(b, f)
@@ -81,12 +82,13 @@ function M.each_message(b, f)
     while pos < len do
         local h = ffi_cast(hdr_t, base + pos)
         local l = ffi_cast(len_t, base + pos + 16)
-        local offset, klen, vlen = tonumber(h[0]), l[0], l[1]
+        local offset, klen, vlen = tonumber(h[0]), l[2], l[3]
+        local partition, topic = l[0], l[1]
         pos = pos + HEADER
         local key, value
         if klen >= 0 then key = ffi_string(base + pos, klen); pos = pos + klen end
         if vlen >= 0 then value = ffi_string(base + pos, vlen); pos = pos + vlen end
-        f(offset, key, value)
+        f(offset, key, value, partition, topic)
     end
 end
 

@@ -66,6 +66,7 @@ end
 
 -- The number of input records when the blobs know it (input streams), else 0.
 function RDD:_known_count()
+    if self._known then return self._known end  -- set by the input that made it
     local n = 0
     if self._kind == "kafka" then
         for _, r in ipairs(self._ranges) do n = n + (r.untilOffset - r.fromOffset) end

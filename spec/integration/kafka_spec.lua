@@ -188,6 +188,47 @@ describe("KafkaUtils (mock cluster over TCP)", function()
         for _, b in ipairs(st.batches) do assert.are.equal(7, b.ranges[1].fromOffset) end
     end)
 
+    it("createStream: a receiver in a group; offsets committed only when a batch completes", function()
+        -- Runs the stream in group g1 until it has seen every value of `expect` (or a batch
+        -- failed on a value matching fail_on), a little longer, and stops; returns the values.
+        local function run(lines_to_produce, expect, fail_on)
+            local ssc = helpers.ssc(0.2)
+            local got, failed = {}, false
+            -- The mock cluster forgets a member that left only after its session timeout: short.
+            local s = sh.KafkaUtils.createStream(ssc, "unused:2181", "g1", { t3 = 1 },
+                params({ ["auto.offset.reset"] = "smallest", ["session.timeout.ms"] = 6000,
+                         ["heartbeat.interval.ms"] = 500 }), nil, nil, function(v) return v .. "!" end)
+            s:foreachRDD(function(rdd)
+                local recs = rdd:collect()
+                for _, r in ipairs(recs) do
+                    if fail_on and r[2]:find(fail_on) then failed = true; error("failing on purpose") end
+                end
+                for _, r in ipairs(recs) do got[#got + 1] = r[2] end
+            end)
+            ssc:start()
+            kafka:produce("t3", lines_to_produce)
+            local function seen_all()
+                local have = {}
+                for _, v in ipairs(got) do have[v] = true end
+                for _, v in ipairs(expect) do if not have[v] then return false end end
+                return true
+            end
+            -- The failing batch's error comes out of the wait (awaitTermination raises it).
+            pcall(helpers.wait_for, ssc, function() return failed or (#expect > 0 and seen_all()) end, 40)
+            pcall(helpers.wait_for, ssc, function() return false end, 0.5)
+            ssc:stop(false, true)
+            table.sort(got)
+            return got, failed
+        end
+        kafka:produce("t3", { "a1", "a2" })  -- before the group's first start: smallest reads them
+        assert.are.same({ "a1!", "a2!", "a3!" }, (run({ "a3" }, { "a1!", "a2!", "a3!" })))
+        -- The group goes on after its committed offsets: b's batch fails, nothing is committed,
+        -- and the next run reads b again.
+        local _, failed = run({ "b1" }, {}, "b")
+        assert.is_true(failed)
+        assert.are.same({ "b1!", "c1!" }, (run({ "c1" }, { "b1!", "c1!" })))
+    end)
+
     it("value types are equal by value and check their fields", function()
         assert.is_true(TP("a", 1) == TP("a", 1))
         assert.is_false(TP("a", 1) == TP("a", 2))
