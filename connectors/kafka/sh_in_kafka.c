@@ -4,9 +4,11 @@
 #include "sh_common.h"
 
 #include <librdkafka/rdkafka.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #define SH_EXPORT __attribute__((visibility("default")))
 
@@ -269,4 +271,169 @@ fail_assigned:
 fail:
     sh_blob_unref(b);
     return NULL;
+}
+
+/* -- Latest offsets, kept fresh off the loop ------------------------------------------- */
+
+#define OFFSETS_ROUND_MS 50
+#define OFFSETS_QUERY_MS 2000
+
+struct sh_kafka_offsets_s {
+    sh_kafka_t *k;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int n, stop, state;   /* state: 1 no round yet, 0 good, -1 failed (err) */
+    char **topics;
+    int32_t *parts;
+    int64_t *lo, *hi;     /* the last good round (under mu) */
+    int64_t *qlo, *qhi;   /* the round in progress (the thread's own) */
+    char *err;
+    int64_t round_ms;     /* when the round in progress began (under mu) */
+};
+
+#define OFFSETS_SILENT_MS 3000  /* a round this old with no answer: the brokers are down */
+
+static void offsets_free_fields(sh_kafka_offsets_t *o);
+
+static void *offsets_main(void *arg)
+{
+    sh_kafka_offsets_t *o = arg;
+    struct timespec ts;
+
+    pthread_mutex_lock(&o->mu);
+    while (!o->stop) {
+        char *err = NULL;
+        int i;
+
+        o->round_ms = sh__now_ms();
+        pthread_mutex_unlock(&o->mu);
+        for (i = 0; i < o->n && err == NULL; i++)
+            sh_ffi_kafka_watermarks(o->k, o->topics[i], o->parts[i], OFFSETS_QUERY_MS,
+                                    &o->qlo[i], &o->qhi[i], &err);
+        pthread_mutex_lock(&o->mu);
+        o->round_ms = 0;
+        sh_free(o->err);
+        o->err = err;
+        if (err == NULL) {
+            memcpy(o->lo, o->qlo, sizeof(int64_t) * (size_t) o->n);
+            memcpy(o->hi, o->qhi, sizeof(int64_t) * (size_t) o->n);
+            o->state = 0;
+        } else {
+            o->state = -1;
+        }
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += OFFSETS_ROUND_MS * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        if (!o->stop)
+            pthread_cond_timedwait(&o->cv, &o->mu, &ts);
+    }
+    pthread_mutex_unlock(&o->mu);
+    /* The owner let go (sh_ffi_kafka_offsets_free): the thread frees it all. */
+    pthread_cond_destroy(&o->cv);
+    pthread_mutex_destroy(&o->mu);
+    offsets_free_fields(o);
+    return NULL;
+}
+
+static void offsets_free_fields(sh_kafka_offsets_t *o)
+{
+    int i;
+
+    for (i = 0; o->topics && i < o->n; i++)
+        sh_free(o->topics[i]);
+    sh_free(o->topics);
+    sh_free(o->parts);
+    sh_free(o->lo);
+    sh_free(o->hi);
+    sh_free(o->qlo);
+    sh_free(o->qhi);
+    sh_free(o->err);
+    sh_ffi_kafka_free(o->k);
+    sh_free(o);
+}
+
+SH_EXPORT sh_kafka_offsets_t *sh_ffi_kafka_offsets_new(sh_kafka_t *k, const char **topics,
+                                                       const int32_t *parts, int n, char **errmsg)
+{
+    sh_kafka_offsets_t *o = sh_calloc(1, sizeof *o);
+    size_t m = (size_t) (n > 0 ? n : 1);
+    int i;
+
+    *errmsg = NULL;
+    if (o == NULL) {
+        sh_ffi_kafka_free(k);
+        *errmsg = sh__strdup("kafka: out of memory");
+        return NULL;
+    }
+    o->k = k;
+    o->n = n;
+    o->state = 1;
+    o->topics = sh_calloc(m, sizeof(char *));
+    o->parts = sh_calloc(m, sizeof(int32_t));
+    o->lo = sh_calloc(m, sizeof(int64_t));
+    o->hi = sh_calloc(m, sizeof(int64_t));
+    o->qlo = sh_calloc(m, sizeof(int64_t));
+    o->qhi = sh_calloc(m, sizeof(int64_t));
+    if (!o->topics || !o->parts || !o->lo || !o->hi || !o->qlo || !o->qhi)
+        goto nomem;
+    for (i = 0; i < n; i++) {
+        if ((o->topics[i] = sh__strdup(topics[i])) == NULL)
+            goto nomem;
+        o->parts[i] = parts[i];
+    }
+    pthread_mutex_init(&o->mu, NULL);
+    pthread_cond_init(&o->cv, NULL);
+    if (pthread_create(&o->thread, NULL, offsets_main, o) != 0) {
+        pthread_cond_destroy(&o->cv);
+        pthread_mutex_destroy(&o->mu);
+        offsets_free_fields(o);
+        *errmsg = sh__strdup("kafka: cannot start the offsets thread");
+        return NULL;
+    }
+    pthread_detach(o->thread);
+    return o;
+nomem:
+    offsets_free_fields(o);
+    *errmsg = sh__strdup("kafka: out of memory");
+    return NULL;
+}
+
+SH_EXPORT int sh_ffi_kafka_offsets_get(sh_kafka_offsets_t *o, int64_t *lo, int64_t *hi, char **errmsg)
+{
+    int state;
+
+    *errmsg = NULL;
+    pthread_mutex_lock(&o->mu);
+    state = o->state;
+    /* A request to a broker that is down may wait much longer than its timeout. */
+    if (o->round_ms && sh__now_ms() - o->round_ms > OFFSETS_SILENT_MS) {
+        char buf[160];
+        snprintf(buf, sizeof buf, "topic %s partition %d: no answer from the brokers for %lld ms",
+                 o->topics[0], (int) o->parts[0], (long long) (sh__now_ms() - o->round_ms));
+        pthread_mutex_unlock(&o->mu);
+        *errmsg = sh__strdup(buf);
+        return -1;
+    }
+    if (state == 0) {
+        memcpy(lo, o->lo, sizeof(int64_t) * (size_t) o->n);
+        memcpy(hi, o->hi, sizeof(int64_t) * (size_t) o->n);
+    } else if (state < 0) {
+        *errmsg = sh__strdup(o->err ? o->err : "kafka: offsets unknown");
+    }
+    pthread_mutex_unlock(&o->mu);
+    return state;
+}
+
+SH_EXPORT void sh_ffi_kafka_offsets_free(sh_kafka_offsets_t *o)
+{
+    if (o == NULL)
+        return;
+    pthread_mutex_lock(&o->mu);
+    o->stop = 1;
+    pthread_cond_signal(&o->cv);
+    pthread_mutex_unlock(&o->mu);
 }

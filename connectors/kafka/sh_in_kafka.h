@@ -49,4 +49,23 @@ int sh_ffi_kafka_watermarks(sh_kafka_t *k, const char *topic, int32_t partition,
 sh_blob_t *sh_ffi_kafka_read(sh_kafka_t *k, const char *topic, int32_t partition, int64_t from,
                              int64_t until, int timeout_ms, char **errmsg);
 
+/* -- Latest offsets, kept fresh off the loop -------------------------------------------- */
+
+/* A thread that asks the brokers for the watermarks of n partitions (topics[i], parts[i])
+ * over and over (a round every ~50 ms), so the loop reads the latest offsets without waiting
+ * on a broker that is down. */
+typedef struct sh_kafka_offsets_s sh_kafka_offsets_t;
+
+/* Starts the thread; it takes `k` (freed with the offsets, also on failure). The names are
+ * copied. NULL with *errmsg on failure. The caller owns the result (sh_ffi_kafka_offsets_free). */
+sh_kafka_offsets_t *sh_ffi_kafka_offsets_new(sh_kafka_t *k, const char **topics,
+                                             const int32_t *parts, int n, char **errmsg);
+/* The last complete round's watermarks into lo[0..n) and hi[0..n): 0; 1 when no round has
+ * completed yet; -1 with *errmsg (free with sh_ffi_free) when the last round failed (the
+ * brokers are down, a partition is gone). Any thread; does not block on the brokers. */
+int sh_ffi_kafka_offsets_get(sh_kafka_offsets_t *o, int64_t *lo, int64_t *hi, char **errmsg);
+/* Lets go: the thread ends after its current request (it does not wait for it) and frees
+ * it all, the client included. The caller must not use `o` again. */
+void sh_ffi_kafka_offsets_free(sh_kafka_offsets_t *o);
+
 #endif

@@ -110,6 +110,11 @@ int sh_ffi_kafka_partitions(sh_kafka_t *k, const char *topic, int timeout_ms, in
                             int max, char **errmsg);
 int sh_ffi_kafka_watermarks(sh_kafka_t *k, const char *topic, int32_t partition, int timeout_ms,
                             int64_t *lo, int64_t *hi, char **errmsg);
+typedef struct sh_kafka_offsets_s sh_kafka_offsets_t;
+sh_kafka_offsets_t *sh_ffi_kafka_offsets_new(sh_kafka_t *k, const char **topics,
+                                             const int32_t *parts, int n, char **errmsg);
+int sh_ffi_kafka_offsets_get(sh_kafka_offsets_t *o, int64_t *lo, int64_t *hi, char **errmsg);
+void sh_ffi_kafka_offsets_free(sh_kafka_offsets_t *o);
 typedef struct sh_kafka_recv_s sh_kafka_recv_t;
 sh_kafka_recv_t *sh_ffi_kafka_recv_open(sh_host_t *h, sh_sched_t *sched, int input,
                                         const char **keys, const char **vals, int n,

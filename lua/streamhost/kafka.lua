@@ -12,7 +12,6 @@ local KafkaUtils = {}
 M.KafkaUtils = KafkaUtils
 
 local METADATA_TIMEOUT_MS = 10000  -- topics' partitions and first offsets, where a stream is defined
-local OFFSETS_TIMEOUT_MS = 1000    -- a batch's latest offsets (the loop waits this long at most)
 local READ_TIMEOUT_MS = 120000     -- a task reading a range waits this long without progress
 
 local err_out = ffi.new("char *[1]")
@@ -180,18 +179,29 @@ local function direct(ssc, topics, kafkaParams, from, ids, level)
         end
         return per and math.max(1, math.floor(per * batch_s)) or nil
     end
+    -- The latest offsets come from a thread of their own (the loop never waits on a broker).
+    function source.start(self)
+        local n = #self.tps
+        local names, parts = ffi.new("const char *[?]", n + 1), ffi.new("int32_t[?]", n + 1)
+        for i, tp in ipairs(self.tps) do names[i - 1], parts[i - 1] = tp.topic, tp.partition end
+        if k == nil then k = client_of(conf, self.name, 1) end  -- stopped, started again
+        local o = C.sh_ffi_kafka_offsets_new(ffi.gc(k, nil), names, parts, n, err_out)
+        k = nil
+        if o == nil then error(self.name .. ": " .. tostring(shffi.take_string(err_out[0])), 0) end
+        self.offsets = o
+        self.lo, self.hi = ffi.new("int64_t[?]", n + 1), ffi.new("int64_t[?]", n + 1)
+    end
     function source.generate(self, t)
         local ranges, failure, total = {}, nil, 0
         local most = limit(self)
-        if k == nil then k = client_of(conf, self.name, 1) end  -- stopped, started again
+        local state = self.offsets and C.sh_ffi_kafka_offsets_get(self.offsets, self.lo, self.hi, err_out) or 1
+        if state < 0 then failure = shffi.take_string(err_out[0]) end
         for i, tp in ipairs(self.tps) do
             local f = self.pos[i]
             local u = f
-            if not failure then
-                local lo, hi = watermarks(k, tp.topic, tp.partition, OFFSETS_TIMEOUT_MS)
-                if lo == nil then
-                    failure = hi
-                elseif f < lo or f > hi then
+            if state == 0 then
+                local lo, hi = tonumber(self.lo[i - 1]), tonumber(self.hi[i - 1])
+                if f < lo or f > hi then
                     local msg = string.format("topic %s partition %d: offset %d is out of range (%d to %d)",
                         tp.topic, tp.partition, f, lo, hi)
                     if reset then
@@ -211,8 +221,12 @@ local function direct(ssc, topics, kafkaParams, from, ids, level)
             total = total + (u - f)
         end
         if failure then
-            self.waiting = true
-            self.report("waiting for the brokers: " .. failure)
+            -- Said when the wait begins, then every 5 s while it lasts.
+            local now = C.sh_ffi_now()
+            if not self.waiting or now - self.waiting >= 5 then
+                self.waiting = now
+                self.report("waiting for the brokers: " .. failure)
+            end
         elseif self.waiting then
             self.waiting = nil
             io.stderr:write("streamhost: ", self.name, ": the brokers answer again\n")
@@ -241,9 +255,11 @@ local function direct(ssc, topics, kafkaParams, from, ids, level)
         local secs = info.processingEndTime - info.processingStartTime
         if n > 0 and secs > 0 then self.rate = math.max(#self.tps, n / secs) end
     end
-    function source.stop()
+    function source.stop(self)
         if k ~= nil then C.sh_ffi_kafka_free(ffi.gc(k, nil)) end
         k = nil
+        if self.offsets ~= nil then C.sh_ffi_kafka_offsets_free(self.offsets) end
+        self.offsets = nil
     end
     function source.checkpoint_data(self)
         local ranges = {}

@@ -9,7 +9,7 @@ local TP, OffsetRange = sh.TopicAndPartition, sh.OffsetRange
 
 -- Runs `stream` (made by make(ssc)) until cond(state) holds or 20 s pass; every batch's records
 -- and offset ranges are kept in state.batches { records, ranges }. Returns state.
-local function run_direct(make, cond, batch)
+local function run_direct(make, cond, batch, timeout)
     local ssc = helpers.ssc(batch or 0.2)
     local state = { batches = {}, total = 0, ssc = ssc }
     local stream = make(ssc)
@@ -19,7 +19,7 @@ local function run_direct(make, cond, batch)
         state.total = state.total + #recs
     end)
     ssc:start()
-    helpers.wait_for(ssc, function() return cond(state) end, 20)
+    helpers.wait_for(ssc, function() return cond(state) end, timeout or 20)
     ssc:stop(false, false)
     return state
 end
@@ -227,6 +227,42 @@ describe("KafkaUtils (mock cluster over TCP)", function()
         local _, failed = run({ "b1" }, {}, "b")
         assert.is_true(failed)
         assert.are.same({ "b1!", "c1!" }, (run({ "c1" }, { "b1!", "c1!" })))
+    end)
+
+    it("direct stream: the broker down mid-stream; the stream waits, says so, and loses nothing", function()
+        kafka:produce("t1", 40)
+        local conf = helpers.sc()._conf
+        conf:set("spark.streaming.kafka.maxRatePerPartition", "25")  -- 5 per 0.2 s batch
+        local errors, down, up = {}, false, false
+        local l = sh.StreamingListener()
+        function l.onReceiverError(_, info) errors[#errors + 1] = info.receiverInfo.lastErrorMessage end
+        local ok, st = pcall(run_direct, function(ssc)
+            ssc:addStreamingListener(l)
+            return sh.KafkaUtils.createDirectStream(ssc, { "t1" }, params({ ["auto.offset.reset"] = "smallest" }))
+        end, function(s)
+            if not down and s.total >= 10 then
+                down = true
+                kafka:cmd("down 1")
+            elseif down and not up and #errors >= 1 then
+                up = true
+                kafka:cmd("up 1")
+                kafka:produce("t1", { "after1", "after2" })
+            end
+            return up and s.total >= 42
+        end, 0.2, 60)
+        conf:set("spark.streaming.kafka.maxRatePerPartition", "0")
+        assert(ok, st)
+        assert.is_true(up)
+        assert.matches("waiting for the brokers: topic t1 partition 0", errors[1])
+        local values, seen = {}, {}
+        for _, r in ipairs(all_records(st)) do
+            assert.is_nil(seen[r[2]], r[2])
+            seen[r[2]] = true
+            values[#values + 1] = r[2]
+        end
+        assert.are.equal(42, #values)
+        for i = 1, 40 do assert.is_true(seen["m" .. i], "m" .. i) end
+        assert.is_true(seen.after1 and seen.after2)
     end)
 
     it("value types are equal by value and check their fields", function()
