@@ -317,11 +317,11 @@ local MAX_POSITIONS = 4096
 local pos_topics, pos_parts = ffi.new("int32_t[?]", MAX_POSITIONS), ffi.new("int32_t[?]", MAX_POSITIONS)
 local pos_next = ffi.new("int64_t[?]", MAX_POSITIONS)
 
--- The brokers registered in ZooKeeper at zkQuorum (/brokers/ids/*), as host:port,...
+-- Brokers are found through kafkaParams only: reading them from ZooKeeper (/brokers/ids/*)
+-- is not implemented.
 local function brokers_from_zookeeper(zkQuorum, what, level)
-    local ok, list = pcall(require("streamhost.zookeeper").brokers, zkQuorum)
-    if not ok then error(what .. ": " .. tostring(list), level + 1) end
-    return list
+    error(string.format("%s: finding the brokers through ZooKeeper (%s) is not supported; give them in kafkaParams as metadata.broker.list",
+        what, tostring(zkQuorum)), level + 1)
 end
 
 -- ids: the shipped decode function's id (absent when both decoders are the default).

@@ -79,6 +79,22 @@ describe("examples", function()
         assert.is_true(count_of(helpers.read_file(out), "kafka") > 0)
     end)
 
+    it("kafka_wordcount counts the words a consumer group receives and stops on SIGINT", function()
+        local kafka = helpers.kafka_mock({ "test:2" })
+        local pid, out = spawn(string.format("%s examples/kafka_wordcount.lua %s test", STREAMHOST, kafka.bootstrap))
+        -- The group starts at the latest offsets: lines produced until the job has counted some.
+        local ok = wait_until(function()
+            kafka:produce("test", { "kafka streams", "lua streams" })
+            return count_of(helpers.read_file(out) or "", "streams") > 0
+        end, 40)
+        os.execute("kill -INT " .. pid)
+        local stopped = wait_until(function() return not running(pid) end, 20)
+        kafka.quit()
+        assert.is_true(ok, helpers.read_file(out))
+        assert.is_true(stopped)
+        assert.is_true(count_of(helpers.read_file(out), "kafka") > 0)
+    end)
+
     it("hdfs_wordcount counts the words of files moved into the directory", function()
         local dir, staging = helpers.tmpdir(), helpers.tmpdir()
         local pid, out = spawn(string.format("%s examples/hdfs_wordcount.lua %s", STREAMHOST, dir))
