@@ -63,26 +63,11 @@ describe("examples", function()
         assert.is_true(count_of(helpers.read_file(out), "lua") > 0)
     end)
 
-    it("direct_kafka_wordcount counts the words of a topic's new messages and stops on SIGINT", function()
+    -- Runs a Kafka example against a mock cluster's topic "test", producing lines until it has
+    -- counted some (its stream starts at the latest offsets), then stops it with SIGINT.
+    local function kafka_example(script)
         local kafka = helpers.kafka_mock({ "test:2" })
-        local pid, out = spawn(string.format("%s examples/direct_kafka_wordcount.lua %s test", STREAMHOST, kafka.bootstrap))
-        -- The stream starts at the latest offsets: lines produced until the job has counted some.
-        local ok = wait_until(function()
-            kafka:produce("test", { "kafka streams", "lua streams" })
-            return count_of(helpers.read_file(out) or "", "streams") > 0
-        end, 30)
-        os.execute("kill -INT " .. pid)
-        local stopped = wait_until(function() return not running(pid) end, 20)
-        kafka.quit()
-        assert.is_true(ok, helpers.read_file(out))
-        assert.is_true(stopped)
-        assert.is_true(count_of(helpers.read_file(out), "kafka") > 0)
-    end)
-
-    it("kafka_wordcount counts the words a consumer group receives and stops on SIGINT", function()
-        local kafka = helpers.kafka_mock({ "test:2" })
-        local pid, out = spawn(string.format("%s examples/kafka_wordcount.lua %s test", STREAMHOST, kafka.bootstrap))
-        -- The group starts at the latest offsets: lines produced until the job has counted some.
+        local pid, out = spawn(string.format("%s %s %s test", STREAMHOST, script, kafka.bootstrap))
         local ok = wait_until(function()
             kafka:produce("test", { "kafka streams", "lua streams" })
             return count_of(helpers.read_file(out) or "", "streams") > 0
@@ -93,6 +78,14 @@ describe("examples", function()
         assert.is_true(ok, helpers.read_file(out))
         assert.is_true(stopped)
         assert.is_true(count_of(helpers.read_file(out), "kafka") > 0)
+    end
+
+    it("direct_kafka_wordcount counts the words of a topic's new messages and stops on SIGINT", function()
+        kafka_example("examples/direct_kafka_wordcount.lua")
+    end)
+
+    it("kafka_wordcount counts the words a consumer group receives and stops on SIGINT", function()
+        kafka_example("examples/kafka_wordcount.lua")
     end)
 
     it("hdfs_wordcount counts the words of files moved into the directory", function()

@@ -136,6 +136,27 @@ describe("KafkaUtils (mock cluster over TCP)", function()
         assert.is_true(nonempty >= 6)
     end)
 
+    it("direct stream: backpressure starts at initialRate and then follows the processing rate", function()
+        kafka:produce("t1", 200)
+        local conf = helpers.sc()._conf
+        conf:set("spark.streaming.backpressure.enabled", "true")
+        conf:set("spark.streaming.backpressure.initialRate", "20")  -- 4 messages a 0.2 s batch
+        local ok, st = pcall(run_direct, function(ssc)
+            return sh.KafkaUtils.createDirectStream(ssc, { "t1" }, params({ ["auto.offset.reset"] = "smallest" }))
+        end, function(s) return s.total >= 200 end)
+        conf:set("spark.streaming.backpressure.enabled", "false")
+        assert(ok, st)
+        assert.are.equal(200, st.total)
+        local sizes = {}
+        for _, b in ipairs(st.batches) do
+            local r = b.ranges[1]
+            if r.untilOffset > r.fromOffset then sizes[#sizes + 1] = r.untilOffset - r.fromOffset end
+        end
+        assert.are.equal(4, sizes[1])
+        -- Processing is far faster than 20 a second: the rate rose and the rest came sooner.
+        assert.is_true(#sizes < 50, #sizes .. " batches")
+    end)
+
     it("createRDD reads exactly the ranges given, one partition each", function()
         kafka:produce("other", 5, { partition = 0 })
         kafka:produce("other", { "a", "b", "c" }, { partition = 1 })
