@@ -2,24 +2,23 @@
 -- Counts the words of the messages of a Kafka topic every second, received by a consumer in
 -- the group "spark-streaming-consumer" (offsets committed once a batch is done).
 --
--- Usage: host/streamhost examples/kafka_wordcount.lua <broker_list> <topic>
---   Spark's takes a ZooKeeper quorum and finds the brokers there; streamhost does not read
---   ZooKeeper, so this one takes the brokers, e.g. with a broker on localhost:9092:
---   host/streamhost examples/kafka_wordcount.lua localhost:9092 test
--- then produce lines, e.g. `kcat -P -b localhost:9092 -t test`. Ctrl-C stops the job.
+-- Usage: host/streamhost examples/kafka_wordcount.lua <zkQuorum> <topic>
+--   The brokers are found in ZooKeeper, where Kafka registers them, e.g. with ZooKeeper on
+--   localhost:2181 and a topic "test":
+--   host/streamhost examples/kafka_wordcount.lua localhost:2181 test
+-- then produce lines, e.g. `kcat -P -b <broker> -t test`. Ctrl-C stops the job.
 local sh = require "streamhost"
 
 if #arg ~= 2 then
-    io.stderr:write("Usage: kafka_wordcount.lua <broker_list> <topic>\n")
+    io.stderr:write("Usage: kafka_wordcount.lua <zkQuorum> <topic>\n")
     os.exit(1)
 end
 
 local sc = sh.SparkContext(nil, "PythonStreamingKafkaWordCount")
 local ssc = sh.StreamingContext(sc, 1)
 
-local brokers, topic = arg[1], arg[2]
-local kvs = sh.KafkaUtils.createStream(ssc, "", "spark-streaming-consumer", { [topic] = 1 },
-    { ["metadata.broker.list"] = brokers })
+local zkQuorum, topic = arg[1], arg[2]
+local kvs = sh.KafkaUtils.createStream(ssc, zkQuorum, "spark-streaming-consumer", { [topic] = 1 })
 local lines = kvs:map(function(x) return x[2] end)
 local counts = lines:flatMap(function(line)
                         local words = {}

@@ -243,6 +243,40 @@ function M.kafka_mock(topics, brokers)
     return k
 end
 
+-- Starts a ZooKeeper server (Debian's zookeeperd) on a free port of 127.0.0.1 and waits until
+-- it answers. Returns zk with .quorum ("127.0.0.1:port"), register(kafka) (registers a
+-- kafka_mock's first broker under /brokers/ids/1 as Kafka does) and quit().
+function M.zookeeper()
+    local C = require("streamhost.ffi").C
+    local p = io.popen([[python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])']])
+    local port = tonumber(p:read("*a"))
+    p:close()
+    local dir = M.tmpdir()
+    M.write_file(dir .. "/zoo.cfg", string.format(
+        "tickTime=2000\ndataDir=%s/data\nclientPort=%d\nclientPortAddress=127.0.0.1\nadmin.enableServer=false\n", dir, port))
+    os.execute(string.format("(ZOO_LOG_DIR=%s /usr/share/zookeeper/bin/zkServer.sh start-foreground %s/zoo.cfg >%s/log 2>&1 & echo $! >%s/pid)",
+        dir, dir, dir, dir))
+    local zk = { quorum = "127.0.0.1:" .. port }
+    local function cli(cmd)
+        return os.execute(string.format("/usr/share/zookeeper/bin/zkCli.sh -server %s %s 2>&1 | grep -q '^Created'", zk.quorum, cmd)) == 0
+    end
+    function zk.quit()
+        os.execute("kill $(cat " .. dir .. "/pid) 2>/dev/null; rm -rf " .. dir)
+    end
+    local deadline = C.sh_ffi_now() + 60
+    while not cli("create /brokers ''") and C.sh_ffi_now() < deadline do M.sleep(0.2) end
+    if not cli("create /brokers/ids ''") then
+        local log = M.read_file(dir .. "/log")
+        zk.quit()
+        error("ZooKeeper did not start (is zookeeperd installed?): " .. tostring(log), 2)
+    end
+    function zk.register(kafka)
+        local host, bport = kafka.bootstrap:match("([^:,]+):(%d+)")
+        assert(cli(string.format([[create /brokers/ids/1 '{"host":"%s","port":%s,"version":4}']], host, bport)))
+    end
+    return zk
+end
+
 -- Runs `input` through f(dstream, ssc) and returns, per batch, action(rdd) (or
 -- action(time, rdd) when it declares two parameters) called in foreachRDD.
 function M.run_actions(input, f, action, nbatches, opts)

@@ -110,6 +110,7 @@ int sh_ffi_kafka_partitions(sh_kafka_t *k, const char *topic, int timeout_ms, in
                             int max, char **errmsg);
 int sh_ffi_kafka_watermarks(sh_kafka_t *k, const char *topic, int32_t partition, int timeout_ms,
                             int64_t *lo, int64_t *hi, char **errmsg);
+int sh_ffi_zk_brokers(const char *quorum, int timeout_ms, char **out, char **errmsg);
 typedef struct sh_kafka_offsets_s sh_kafka_offsets_t;
 sh_kafka_offsets_t *sh_ffi_kafka_offsets_new(sh_kafka_t *k, const char **topics,
                                              const int32_t *parts, int n, char **errmsg);

@@ -317,11 +317,15 @@ local MAX_POSITIONS = 4096
 local pos_topics, pos_parts = ffi.new("int32_t[?]", MAX_POSITIONS), ffi.new("int32_t[?]", MAX_POSITIONS)
 local pos_next = ffi.new("int64_t[?]", MAX_POSITIONS)
 
--- Brokers are found through kafkaParams only: reading them from ZooKeeper (/brokers/ids/*)
--- is not implemented.
+-- The brokers registered in ZooKeeper at zkQuorum (/brokers/ids/*, as Kafka registers them),
+-- as host:port,...; raises naming the quorum.
+local out_str = ffi.new("char *[1]")
 local function brokers_from_zookeeper(zkQuorum, what, level)
-    error(string.format("%s: finding the brokers through ZooKeeper (%s) is not supported; give them in kafkaParams as metadata.broker.list",
-        what, tostring(zkQuorum)), level + 1)
+    if C.sh_ffi_zk_brokers(zkQuorum, METADATA_TIMEOUT_MS, out_str, err_out) ~= 0 then
+        error(what .. ": " .. tostring(shffi.take_string(err_out[0])) ..
+            " (or give the brokers in kafkaParams as metadata.broker.list)", level + 1)
+    end
+    return shffi.take_string(out_str[0])
 end
 
 -- ids: the shipped decode function's id (absent when both decoders are the default).

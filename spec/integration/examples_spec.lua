@@ -65,9 +65,11 @@ describe("examples", function()
 
     -- Runs a Kafka example against a mock cluster's topic "test", producing lines until it has
     -- counted some (its stream starts at the latest offsets), then stops it with SIGINT.
-    local function kafka_example(script)
+    -- With zk, the example is given a ZooKeeper where the cluster's broker is registered.
+    local function kafka_example(script, zk)
         local kafka = helpers.kafka_mock({ "test:2" })
-        local pid, out = spawn(string.format("%s %s %s test", STREAMHOST, script, kafka.bootstrap))
+        if zk then zk.register(kafka) end
+        local pid, out = spawn(string.format("%s %s %s test", STREAMHOST, script, zk and zk.quorum or kafka.bootstrap))
         local ok = wait_until(function()
             kafka:produce("test", { "kafka streams", "lua streams" })
             return count_of(helpers.read_file(out) or "", "streams") > 0
@@ -84,8 +86,11 @@ describe("examples", function()
         kafka_example("examples/direct_kafka_wordcount.lua")
     end)
 
-    it("kafka_wordcount counts the words a consumer group receives and stops on SIGINT", function()
-        kafka_example("examples/kafka_wordcount.lua")
+    it("kafka_wordcount counts the words a consumer group receives (brokers from ZooKeeper), stops on SIGINT", function()
+        local zk = helpers.zookeeper()
+        local ok, why = pcall(kafka_example, "examples/kafka_wordcount.lua", zk)
+        zk.quit()
+        assert(ok, why)
     end)
 
     it("hdfs_wordcount counts the words of files moved into the directory", function()
