@@ -58,10 +58,18 @@ local function client_of(conf, what, level)
     return k
 end
 
+-- Lets go of client k at once (its connections close) rather than when it is collected.
+local function free_client(k)
+    C.sh_ffi_kafka_free(ffi.gc(k, nil))
+end
+
 -- The partition ids of a topic (sorted); raises naming the topic.
 local function partitions_of(k, topic, what, level)
     local n = C.sh_ffi_kafka_partitions(k, topic, METADATA_TIMEOUT_MS, ids_out, 4096, err_out)
-    if n < 0 then error(what .. ": " .. tostring(shffi.take_string(err_out[0])), level + 1) end
+    if n < 0 then
+        free_client(k)
+        error(what .. ": " .. tostring(shffi.take_string(err_out[0])), level + 1)
+    end
     local ids = {}
     for i = 0, math.min(n, 4096) - 1 do ids[i + 1] = ids_out[i] end
     return ids
@@ -102,14 +110,15 @@ function KafkaUtils.createRDD(sc, kafkaParams, offsetRanges, leaders, keyDecoder
             error(string.format("%s: %s ends before it starts", what, tostring(r)), 2)
         end
         local lo, hi = watermarks(k, r.topic, r.partition, METADATA_TIMEOUT_MS)
-        if lo == nil then error(what .. ": " .. tostring(hi), 2) end
+        if lo == nil then free_client(k); error(what .. ": " .. tostring(hi), 2) end
         if r.untilOffset > r.fromOffset and (r.fromOffset < lo or r.untilOffset > hi) then
+            free_client(k)
             error(string.format("%s: topic %s partition %d holds offsets %d to %d; %s is out of range",
                 what, r.topic, r.partition, lo, hi, tostring(r)), 2)
         end
         ranges[i] = { topic = r.topic, partition = r.partition, fromOffset = r.fromOffset, untilOffset = r.untilOffset }
     end
-    C.sh_ffi_kafka_free(ffi.gc(k, nil))
+    free_client(k)
     return rddmod.from_kafka(sc, ranges, {
         conf = conf, timeout_ms = READ_TIMEOUT_MS,
         keyDecoder = ship_opt(keyDecoder, what .. " keyDecoder", 2),
@@ -140,7 +149,7 @@ local function direct(ssc, topics, kafkaParams, from, ids, level)
         end
         for i, tp in ipairs(tps) do
             local lo, hi = watermarks(k, tp.topic, tp.partition, METADATA_TIMEOUT_MS)
-            if lo == nil then error(what .. ": " .. tostring(hi), level + 1) end
+            if lo == nil then free_client(k); error(what .. ": " .. tostring(hi), level + 1) end
             pos[i] = reset == "smallest" and lo or hi
         end
     end
