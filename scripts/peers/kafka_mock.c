@@ -2,8 +2,7 @@
  * driven by commands on stdin.
  *
  * usage: kafka_mock [-b BROKERS] TOPIC:PARTITIONS ...   (BROKERS: 1 to 9, default 1)
- * Creates the topics (replication factor 1: partition p is led by broker p % BROKERS + 1, as
- * the mock cluster assigns), prints "BOOTSTRAP <host:port,...>" on stdout (flushed) and then
+ * Creates the topics (the mock cluster picks each partition's leader), prints "BOOTSTRAP <host:port,...>" on stdout (flushed) and then
  * runs one command per stdin line:
  *   down <id>      broker <id> (1..BROKERS, or -1 for all) drops its connections and refuses new ones
  *   up <id>        broker <id> accepts connections again
