@@ -2,7 +2,7 @@
 PREFIX   ?= /usr/local
 BUILD    ?= build
 CC       ?= cc
-PKGS     := luajit libuv
+PKGS     := luajit libuv rdkafka
 SANITIZE ?=
 
 BASE_CPPFLAGS := -D_GNU_SOURCE -Ihost
@@ -23,7 +23,8 @@ HOST_SRCS := host/sh_blob.c host/sh_util.c host/sh_lua.c host/sh_pool.c host/sh_
              host/sh_text_server.c host/sh_ckpt_file.c host/sh_ckpt_writer.c host/sh_ffi_ckpt.c \
              host/sh_buf.c host/sh_status.c host/sh_http.c host/sh_api.c host/sh_metrics.c host/sh_ui.c \
              host/sh_ops.c host/sh_embed.c \
-             connectors/socket/sh_in_socket.c
+             connectors/socket/sh_in_socket.c connectors/kafka/sh_in_kafka.c \
+             connectors/kafka/sh_in_kafka_recv.c connectors/kafka/sh_in_kafka_zk.c
 MAIN_SRC  := host/sh_main.c
 
 OBJDIR    := $(BUILD)/obj$(if $(SANITIZE),-asan)
@@ -123,12 +124,18 @@ uninstall:
 	    $(DESTDIR)$(PREFIX)/lib/pkgconfig/streamhost.pc $(DESTDIR)$(PREFIX)/share/streamhost
 
 # Test peers the specs drive (real sockets on 127.0.0.1).
-PEERS := $(BUILD)/peers/line_server
+PEERS := $(BUILD)/peers/line_server $(BUILD)/peers/kafka_mock
 
 $(BUILD)/peers/%: scripts/peers/%.c
 	@mkdir -p $(dir $@)
 	@$(if $(V),:,printf '  CC  %s\n' $@)
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $<
+
+# The Kafka mock cluster links librdkafka.
+$(BUILD)/peers/kafka_mock: scripts/peers/kafka_mock.c
+	@mkdir -p $(dir $@)
+	@$(if $(V),:,printf '  CC  %s\n' $@)
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(shell pkg-config --libs rdkafka)
 
 peers: $(PEERS)
 

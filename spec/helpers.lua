@@ -177,6 +177,106 @@ function M.line_server(port)
     return peer
 end
 
+-- Starts scripts/peers/kafka_mock (build/peers/kafka_mock): librdkafka's mock cluster on
+-- 127.0.0.1 with `brokers` brokers (default 1) and the topics of `topics` ({"name:partitions",
+-- ...}). Returns a cluster with .bootstrap, :cmd(line) (down ID, up ID, topic NAME N: see the
+-- program), :produce(topic, lines, opts) and :quit().
+function M.kafka_mock(topics, brokers)
+    local C = require("streamhost.ffi").C
+    local out = os.tmpname()
+    local pidfile = out .. ".pid"
+    local pipe = assert(io.popen(string.format("echo $$ > %s; exec build/peers/kafka_mock -b %d %s > %s",
+        pidfile, brokers or 1, table.concat(topics, " "), out), "w"))
+    local k = { out = out }
+    local deadline = C.sh_ffi_now() + 10
+    repeat
+        k.bootstrap = (M.read_file(out) or ""):match("BOOTSTRAP (%S+)")
+        if not k.bootstrap then M.sleep(0.01) end
+    until k.bootstrap or C.sh_ffi_now() > deadline
+    k.pid = tonumber((M.read_file(pidfile) or ""):match("%d+"))
+    os.remove(pidfile)
+    local acks = 0
+    -- Runs a command and waits until the program has done it.
+    function k.cmd(_, line)
+        pipe:write(line, "\n")
+        pipe:flush()
+        acks = acks + 1
+        local until_t = C.sh_ffi_now() + 10
+        repeat
+            local _, n = (M.read_file(out) or ""):gsub("\nOK ", "")
+            if n >= acks then return end
+            M.sleep(0.01)
+        until C.sh_ffi_now() > until_t
+        error("kafka_mock did not do: " .. line)
+    end
+    -- Produces lines (an array of strings, or a count n: "m1".."mn") to topic with kcat, over
+    -- TCP; opts.partition (a partition, else kcat's partitioner), opts.key (a "key:value"
+    -- delimiter: lines carry their keys). Waits until kcat has delivered them all.
+    function k.produce(_, topic, lines, opts)
+        opts = opts or {}
+        if type(lines) == "number" then
+            local n = lines
+            lines = {}
+            for i = 1, n do lines[i] = "m" .. i end
+        end
+        local file = os.tmpname()
+        M.write_file(file, table.concat(lines, "\n") .. "\n")
+        local cmd = string.format("kcat -P -b %s -t %s %s %s -l %s 2>&1", k.bootstrap, topic,
+            opts.partition and ("-p " .. opts.partition) or "", opts.key and ("-K" .. opts.key) or "", file)
+        local p = assert(io.popen(cmd, "r"))
+        local msg = p:read("*a")
+        local ok = p:close()
+        os.remove(file)
+        if not ok then error("kcat could not produce to " .. topic .. ": " .. msg, 2) end
+    end
+    function k.quit()
+        if not pipe then return end
+        if k.pid then os.execute("kill " .. k.pid .. " 2>/dev/null") end
+        pcall(pipe.close, pipe)
+        pipe = nil
+        os.remove(out)
+    end
+    if not k.bootstrap then
+        k.quit()
+        error("kafka_mock did not print its bootstrap servers (is build/peers/kafka_mock built?)", 2)
+    end
+    return k
+end
+
+-- Starts a ZooKeeper server (Debian's zookeeperd) on a free port of 127.0.0.1 and waits until
+-- it answers. Returns zk with .quorum ("127.0.0.1:port"), register(kafka) (registers a
+-- kafka_mock's first broker under /brokers/ids/1 as Kafka does) and quit().
+function M.zookeeper()
+    local C = require("streamhost.ffi").C
+    local p = io.popen([[python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])']])
+    local port = tonumber(p:read("*a"))
+    p:close()
+    local dir = M.tmpdir()
+    M.write_file(dir .. "/zoo.cfg", string.format(
+        "tickTime=2000\ndataDir=%s/data\nclientPort=%d\nclientPortAddress=127.0.0.1\nadmin.enableServer=false\n", dir, port))
+    os.execute(string.format("(ZOO_LOG_DIR=%s /usr/share/zookeeper/bin/zkServer.sh start-foreground %s/zoo.cfg >%s/log 2>&1 & echo $! >%s/pid)",
+        dir, dir, dir, dir))
+    local zk = { quorum = "127.0.0.1:" .. port }
+    local function cli(cmd)
+        return os.execute(string.format("/usr/share/zookeeper/bin/zkCli.sh -server %s %s 2>&1 | grep -q '^Created'", zk.quorum, cmd)) == 0
+    end
+    function zk.quit()
+        os.execute("kill $(cat " .. dir .. "/pid) 2>/dev/null; rm -rf " .. dir)
+    end
+    local deadline = C.sh_ffi_now() + 60
+    while not cli("create /brokers ''") and C.sh_ffi_now() < deadline do M.sleep(0.2) end
+    if not cli("create /brokers/ids ''") then
+        local log = M.read_file(dir .. "/log")
+        zk.quit()
+        error("ZooKeeper did not start (is zookeeperd installed?): " .. tostring(log), 2)
+    end
+    function zk.register(kafka)
+        local host, bport = kafka.bootstrap:match("([^:,]+):(%d+)")
+        assert(cli(string.format([[create /brokers/ids/1 '{"host":"%s","port":%s,"version":4}']], host, bport)))
+    end
+    return zk
+end
+
 -- Runs `input` through f(dstream, ssc) and returns, per batch, action(rdd) (or
 -- action(time, rdd) when it declares two parameters) called in foreachRDD.
 function M.run_actions(input, f, action, nbatches, opts)

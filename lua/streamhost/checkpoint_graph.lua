@@ -157,12 +157,13 @@ function M.rebuild(ssc, g)
     local built = {}
     for i, rec in ipairs(g.streams) do
         local d
+        local fns = {}
+        for j, id in ipairs(rec.fns) do fns[j] = ids[id] end
         if rec.op == "input" then
-            d = sources.rebuild(ssc, rec.args)
+            d = sources.rebuild(ssc, rec.args, fns)
         else
-            local parents, fns, driver = {}, {}, nil
+            local parents, driver = {}, nil
             for j, p in ipairs(rec.parents) do parents[j] = built[p] end
-            for j, id in ipairs(rec.fns) do fns[j] = ids[id] end
             if rec.driver then
                 driver = {}
                 for k, bytes in pairs(rec.driver) do driver[k] = unpack_driver(bytes, ids) end

@@ -114,6 +114,8 @@ function M.each(b, emit, from, to)
         local first = from and from / reclen or 0
         local stop = to and to / reclen or tonumber(b.count)
         for i = first, stop - 1 do emit(ffi_string(base + i * reclen, reclen)) end
+    elseif kind == shffi.BLOB_KAFKA then  -- a Kafka receiver's block: {key, message} strings
+        require("streamhost.kafka_read").each_message(b, function(_, key, value) emit({ key, value }) end)
     else
         error("blob of unknown kind " .. tostring(kind))
     end

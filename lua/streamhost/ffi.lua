@@ -122,6 +122,32 @@ int sh_ffi_ckpt_write(const char *dir, const char *name, const char *data, size_
 int sh_ffi_ckpt_read(const char *path, char **data, size_t *len, char **errmsg);
 int sh_ffi_ckpt_list(const char *dir, const char *prefix, char **names, size_t *len, char **errmsg);
 uint32_t sh_ffi_crc32c(uint32_t crc, const char *data, size_t len);
+
+typedef struct sh_kafka_s sh_kafka_t;
+sh_kafka_t *sh_ffi_kafka_new(const char **keys, const char **vals, int n, char **errmsg);
+void sh_ffi_kafka_free(sh_kafka_t *k);
+int sh_ffi_kafka_partitions(sh_kafka_t *k, const char *topic, int timeout_ms, int32_t *out,
+                            int max, char **errmsg);
+int sh_ffi_kafka_watermarks(sh_kafka_t *k, const char *topic, int32_t partition, int timeout_ms,
+                            int64_t *lo, int64_t *hi, char **errmsg);
+int sh_ffi_zk_brokers(const char *quorum, int timeout_ms, char **out, char **errmsg);
+typedef struct sh_kafka_offsets_s sh_kafka_offsets_t;
+sh_kafka_offsets_t *sh_ffi_kafka_offsets_new(sh_kafka_t *k, const char **topics,
+                                             const int32_t *parts, int n, char **errmsg);
+int sh_ffi_kafka_offsets_get(sh_kafka_offsets_t *o, int64_t *lo, int64_t *hi, char **errmsg);
+void sh_ffi_kafka_offsets_free(sh_kafka_offsets_t *o);
+typedef struct sh_kafka_recv_s sh_kafka_recv_t;
+sh_kafka_recv_t *sh_ffi_kafka_recv_open(sh_host_t *h, sh_sched_t *sched, int input,
+                                        const char **keys, const char **vals, int n,
+                                        const char **topics, int ntopics, char **errmsg);
+int sh_ffi_kafka_recv_event(sh_kafka_recv_t *r, char **msg);
+int sh_ffi_kafka_block_positions(const sh_blob_t *b, int32_t *topics, int32_t *parts,
+                                 int64_t *next, int n, int max);
+int sh_ffi_kafka_recv_commit(sh_kafka_recv_t *r, const int32_t *topics, const int32_t *parts,
+                             const int64_t *next, int n, char **errmsg);
+void sh_ffi_kafka_recv_close(sh_kafka_recv_t *r);
+sh_blob_t *sh_ffi_kafka_read(sh_kafka_t *k, const char *topic, int32_t partition, int64_t from,
+                             int64_t until, int timeout_ms, char **errmsg);
 ]]
 
 local M = {
@@ -129,6 +155,7 @@ local M = {
     BLOB_ENCODED = 1,
     BLOB_LINES = 2,
     BLOB_FIXED = 3,
+    BLOB_KAFKA = 4,  -- connectors/kafka/sh_in_kafka.h: offset, timestamp, key, value per record
     FN_LOST = -1,  -- sh_ffi_fn_dropped_since: the caller fell behind the log (SH_FNREG_LOST)
 }
 

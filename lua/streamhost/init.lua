@@ -31,6 +31,11 @@ local lazy = {
     TextServer = function() return require "streamhost.text_server" end,
     ops = function() return require "streamhost.ops" end,  -- built-in operators (API.md)
     lazy = function() return require("streamhost.shared").lazy end,  -- an extension (README)
+    KafkaUtils = function() return require("streamhost.kafka").KafkaUtils end,
+    OffsetRange = function() return require("streamhost.kafka_types").OffsetRange end,
+    TopicAndPartition = function() return require("streamhost.kafka_types").TopicAndPartition end,
+    Broker = function() return require("streamhost.kafka_types").Broker end,
+    KafkaMessageAndMetadata = function() return require("streamhost.kafka_types").KafkaMessageAndMetadata end,
 }
 
 return setmetatable(sh, {

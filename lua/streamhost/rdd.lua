@@ -40,14 +40,39 @@ function M.from_blobs(sc, parts)
     return new(sc, "blobs", #parts, { _parts = parts })
 end
 
+-- A Kafka RDD: one partition per offset range (plain {topic, partition, fromOffset,
+-- untilOffset}), read by the task that runs it; `kafka` holds the client configuration pairs
+-- (conf), the shipped decoder and handler ids and the read timeout (timeout_ms).
+function M.from_kafka(sc, ranges, kafka)
+    return new(sc, "kafka", #ranges, { _ranges = ranges, _kafka = kafka })
+end
+
+-- The offset ranges of a Kafka RDD (createRDD, a direct stream's batch), as OffsetRange values.
+function RDD:offsetRanges()
+    if self._kind ~= "kafka" then
+        error("offsetRanges: this RDD is not a Kafka RDD (only a direct stream's or createRDD's RDDs have offset ranges)", 2)
+    end
+    local OffsetRange = require("streamhost.kafka_types").OffsetRange
+    local out = {}
+    for i, r in ipairs(self._ranges) do
+        out[i] = OffsetRange(r.topic, r.partition, r.fromOffset, r.untilOffset)
+    end
+    return out
+end
+
 function RDD:_parents()
     return self._deps or {}
 end
 
 -- The number of input records when the blobs know it (input streams), else 0.
 function RDD:_known_count()
-    if self._kind ~= "blobs" then return 0 end
+    if self._known then return self._known end  -- set by the input that made it
     local n = 0
+    if self._kind == "kafka" then
+        for _, r in ipairs(self._ranges) do n = n + (r.untilOffset - r.fromOffset) end
+        return n
+    end
+    if self._kind ~= "blobs" then return 0 end
     for _, part in ipairs(self._parts) do
         for _, b in ipairs(part) do
             if type(b) == "table" then n = n + b.count else n = n + tonumber(b.count) end
@@ -76,6 +101,12 @@ function RDD:_plan(p)
             end
         end
         return { op = "blobs", blobs = nums }
+    elseif kind == "kafka" then
+        local r, k = self._ranges[p + 1], self._kafka
+        return { op = "kafka", conf = k.conf, timeout_ms = k.timeout_ms, topic = r.topic,
+                 partition = r.partition, fromOffset = r.fromOffset, untilOffset = r.untilOffset,
+                 keyDecoder = k.keyDecoder, valueDecoder = k.valueDecoder,
+                 messageHandler = k.messageHandler }
     elseif kind == "narrow" then
         return { op = self._op, fn = self._fn, index = p, input = self._deps[1]:_plan(p) }
     elseif kind == "union" then

@@ -68,12 +68,13 @@ dstream.define("input", function(d, t)
 end)
 
 local function input(ssc, source)
-    local d = dstream.new(ssc, {}, "input", { args = source.args, slide_ms = ssc._batch_ms })
+    local d = dstream.new(ssc, {}, "input", { args = source.args, fns = source.fns, slide_ms = ssc._batch_ms })
     d._source = source
     source.stream_id = #ssc._inputs
     ssc._inputs[#ssc._inputs + 1] = d
     return d
 end
+M.input = input
 
 -- -- queueStream -------------------------------------------------------------------------------
 
@@ -346,13 +347,16 @@ local REBUILD = {
     socketTextStream = function(ssc, a) return M.socket(ssc, a.host, a.port) end,
     textFileStream = function(ssc, a) return M.text_files(ssc, a.directory) end,
     binaryRecordsStream = function(ssc, a) return M.binary_records(ssc, a.directory, a.recordLength) end,
+    kafkaDirectStream = function(ssc, a, fns) return require("streamhost.kafka").rebuild_direct(ssc, a, fns) end,
+    kafkaStream = function(ssc, a, fns) return require("streamhost.kafka").rebuild_receiver(ssc, a, fns) end,
 }
 
--- The input stream that args (an input's recorded args) describe, in ssc.
-function M.rebuild(ssc, args)
+-- The input stream that args (an input's recorded args) and fns (its shipped functions' new
+-- ids) describe, in ssc.
+function M.rebuild(ssc, args, fns)
     local f = REBUILD[args.kind]
     if f == nil then error("checkpoint: cannot recover an input stream of kind " .. tostring(args.kind), 0) end
-    return f(ssc, args)
+    return f(ssc, args, fns)
 end
 
 function M.text_files(ssc, dir)

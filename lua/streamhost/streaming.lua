@@ -530,6 +530,12 @@ function StreamingContext:_batch_ended(batch, ok, err)
         batch.rec = nil
     end
     self._running = nil
+    if batch.replay ~= "state" then
+        for _, d in ipairs(self._inputs) do  -- sources that act on completion (Kafka: rates, commits)
+            local s = d._source
+            if s.batch_completed then pcall(s.batch_completed, s, batch.info, batch.failure == nil, batch.time) end
+        end
+    end
     reload.batch_ended(M, self, batch)
     if self._ckpt and batch.replay ~= "state" and self._state ~= "stopped" then
         local cok, cerr = pcall(self._ckpt.completed, self._ckpt, batch)

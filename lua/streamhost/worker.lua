@@ -241,6 +241,10 @@ function ops.blobs(node, emit)
     end
 end
 
+function ops.kafka(node, emit)  -- an offset range of a Kafka partition, read in this worker
+    return require("streamhost.kafka_read").run(node, emit)
+end
+
 function ops.records(node, emit)  -- small data carried inside the task itself
     local r = node.records
     for i = 1, #r do emit(r[i]) end

@@ -63,6 +63,36 @@ describe("examples", function()
         assert.is_true(count_of(helpers.read_file(out), "lua") > 0)
     end)
 
+    -- Runs a Kafka example against a mock cluster's topic "test", producing lines until it has
+    -- counted some (its stream starts at the latest offsets), then stops it with SIGINT.
+    -- With zk, the example is given a ZooKeeper where the cluster's broker is registered.
+    local function kafka_example(script, zk)
+        local kafka = helpers.kafka_mock({ "test:2" })
+        if zk then zk.register(kafka) end
+        local pid, out = spawn(string.format("%s %s %s test", STREAMHOST, script, zk and zk.quorum or kafka.bootstrap))
+        local ok = wait_until(function()
+            kafka:produce("test", { "kafka streams", "lua streams" })
+            return count_of(helpers.read_file(out) or "", "streams") > 0
+        end, 40)
+        os.execute("kill -INT " .. pid)
+        local stopped = wait_until(function() return not running(pid) end, 20)
+        kafka.quit()
+        assert.is_true(ok, helpers.read_file(out))
+        assert.is_true(stopped)
+        assert.is_true(count_of(helpers.read_file(out), "kafka") > 0)
+    end
+
+    it("direct_kafka_wordcount counts the words of a topic's new messages and stops on SIGINT", function()
+        kafka_example("examples/direct_kafka_wordcount.lua")
+    end)
+
+    it("kafka_wordcount counts the words a consumer group receives (brokers from ZooKeeper), stops on SIGINT", function()
+        local zk = helpers.zookeeper()
+        local ok, why = pcall(kafka_example, "examples/kafka_wordcount.lua", zk)
+        zk.quit()
+        assert(ok, why)
+    end)
+
     it("hdfs_wordcount counts the words of files moved into the directory", function()
         local dir, staging = helpers.tmpdir(), helpers.tmpdir()
         local pid, out = spawn(string.format("%s examples/hdfs_wordcount.lua %s", STREAMHOST, dir))
