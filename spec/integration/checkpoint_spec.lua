@@ -22,6 +22,20 @@ local function drop(dir, name, text)
     assert(os.rename(dir .. "/." .. name, dir .. "/" .. name))
 end
 
+-- An output function writing an RDD's {k, v} pairs, sorted, as "k=v ..." to path (whole).
+local function pairs_to(path)
+    return function(rdd)
+        local all = rdd:collect()
+        table.sort(all, function(a, b) return a[1] < b[1] end)
+        local out = {}
+        for i, kv in ipairs(all) do out[i] = kv[1] .. "=" .. kv[2] end
+        local f = assert(io.open(path .. ".tmp", "w"))
+        f:write(table.concat(out, " "))
+        f:close()
+        os.rename(path .. ".tmp", path)
+    end
+end
+
 -- A context counting the words of the files in dir/in with updateStateByKey; the totals go to
 -- dir/state after every batch. Made as a getOrCreate setup makes it.
 local function word_totals(dir)
@@ -37,17 +51,7 @@ local function word_totals(dir)
             :updateStateByKey(function(vs, total) return (total or 0) + #vs end)
             :setName("totals")
         totals:checkpoint(0.3)
-        local path = dir .. "/state"
-        totals:foreachRDD(function(rdd)
-            local all = rdd:collect()
-            table.sort(all, function(a, b) return a[1] < b[1] end)
-            local out = {}
-            for i, kv in ipairs(all) do out[i] = kv[1] .. "=" .. kv[2] end
-            local f = assert(io.open(path .. ".tmp", "w"))
-            f:write(table.concat(out, " "))
-            f:close()
-            os.rename(path .. ".tmp", path)
-        end)
+        totals:foreachRDD(pairs_to(dir .. "/state"))
         return ssc
     end
 end
@@ -57,6 +61,22 @@ local function run_until(ssc, dir, want)
     ssc:start()
     helpers.wait_for(ssc, function() return helpers.read_file(dir .. "/state") == want end, 15)
     return helpers.read_file(dir .. "/state")
+end
+
+-- Runs the context `setup` makes (through getOrCreate on dir/cp) until file a (text_a) makes
+-- dir/state read `first`, stops it gracefully, recovers it (setup is not called again), and
+-- runs it until file b (text_b) makes dir/state read `second`.
+local function across_recovery(dir, setup, text_a, first, text_b, second)
+    local ssc = sh.StreamingContext.getOrCreate(dir .. "/cp", setup)
+    ssc:start()
+    drop(dir .. "/in", "a", text_a)
+    helpers.wait_for(ssc, function() return helpers.read_file(dir .. "/state") == first end, 15)
+    ssc:stop(false, true)
+    assert.are.equal(first, helpers.read_file(dir .. "/state"))
+    local again = sh.StreamingContext.getOrCreate(dir .. "/cp", function() error("setup was called") end)
+    drop(dir .. "/in", "b", text_b)
+    assert.are.equal(second, run_until(again, dir, second))
+    again:stop(false, true)
 end
 
 -- Captures what f writes to stderr (the host writes there with io.stderr).
@@ -179,16 +199,7 @@ describe("getOrCreate with checkpoint data", function()
                 end)
             return ssc
         end
-        local ssc = sh.StreamingContext.getOrCreate(dir .. "/cp", setup)
-        ssc:start()
-        drop(dir .. "/in", "a", "abc\n")
-        helpers.wait_for(ssc, function() return helpers.read_file(dir .. "/state") == "ABC" end, 15)
-        ssc:stop(false, true)
-        assert.are.equal("ABC", helpers.read_file(dir .. "/state"))
-        local again = sh.StreamingContext.getOrCreate(dir .. "/cp", function() error("setup was called") end)
-        drop(dir .. "/in", "b", "xyz\n")
-        assert.are.equal("XYZ", run_until(again, dir, "XYZ"))
-        again:stop(false, true)
+        across_recovery(dir, setup, "abc\n", "ABC", "xyz\n", "XYZ")
     end)
 
     it("brings back an incremental window, whose old batches leave it after recovery", function()
@@ -198,29 +209,11 @@ describe("getOrCreate with checkpoint data", function()
             ssc:textFileStream(dir .. "/in"):map(function(w) return { w, 1 } end)
                 :reduceByKeyAndWindow(function(a, b) return a + b end, function(a, b) return a - b end,
                     1.0, 0.1, nil, function(kv) return kv[2] > 0 end)
-                :foreachRDD(function(rdd)
-                    local rows = rdd:collect()
-                    table.sort(rows, function(a, b) return a[1] < b[1] end)
-                    local out = {}
-                    for i, kv in ipairs(rows) do out[i] = kv[1] .. "=" .. kv[2] end
-                    local f = assert(io.open(path .. ".tmp", "w"))
-                    f:write(table.concat(out, " "))
-                    f:close()
-                    os.rename(path .. ".tmp", path)
-                end)
+                :foreachRDD(pairs_to(path))
             return ssc
         end
-        local ssc = sh.StreamingContext.getOrCreate(dir .. "/cp", setup)
-        ssc:start()
-        drop(dir .. "/in", "a", "x\nx\n")
-        helpers.wait_for(ssc, function() return helpers.read_file(dir .. "/state") == "x=2" end, 15)
-        ssc:stop(false, true)
-        assert.are.equal("x=2", helpers.read_file(dir .. "/state"))
-        local again = sh.StreamingContext.getOrCreate(dir .. "/cp", function() error("setup was called") end)
-        drop(dir .. "/in", "b", "y\n")
         -- y enters; x's batch leaves the 1 s window (its input is read again from the record).
-        assert.are.equal("y=1", run_until(again, dir, "y=1"))
-        again:stop(false, true)
+        across_recovery(dir, setup, "x\nx\n", "x=2", "y\n", "y=1")
     end)
 
     it("uses the active SparkContext (getActiveOrCreate returns the active context)", function()
