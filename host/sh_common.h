@@ -21,6 +21,10 @@ static inline void sh_free(void *p) { free(p); }
 char *sh__strndup(const char *s, size_t len);
 char *sh__strdup(const char *s);
 
+/* Packs n strings into NUL-terminated strings back to back in a new *out (free with sh_free),
+ * *len bytes in all: how listings cross to Lua. 0 or SH_ENOMEM. Any thread. */
+int sh__pack_names(char *const *list, size_t n, char **out, size_t *len);
+
 /* Wall-clock time: epoch milliseconds, and epoch seconds with sub-millisecond precision. Batch
  * times are epoch milliseconds, so receivers, the scheduler and Lua share this clock. */
 int64_t sh__now_ms(void);

@@ -93,28 +93,19 @@ SH_EXPORT int sh_ffi_ckpt_list(const char *dir, const char *prefix, char **names
                                char **errmsg)
 {
     char **list;
-    size_t n, total = 0, off = 0;
+    size_t n;
     int rc = sh_ckpt_list(dir, prefix, &list, &n, errmsg);
 
     *names = NULL;
     *len = 0;
     if (rc != 0)
         return rc;
-    for (size_t i = 0; i < n; i++)
-        total += strlen(list[i]) + 1;
-    if ((*names = sh_malloc(total)) == NULL) {
-        sh_ckpt_names_free(list, n);
-        *errmsg = sh__strdup("out of memory listing checkpoint files");
-        return SH_ENOMEM;
-    }
-    for (size_t i = 0; i < n; i++) {
-        size_t l = strlen(list[i]) + 1;
-
-        memcpy(*names + off, list[i], l);
-        off += l;
-    }
-    *len = off;
+    rc = sh__pack_names(list, n, names, len);
     sh_ckpt_names_free(list, n);
+    if (rc != 0) {
+        *errmsg = sh__strdup("out of memory listing checkpoint files");
+        return rc;
+    }
     return (int) n;
 }
 

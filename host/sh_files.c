@@ -22,28 +22,6 @@ static char *errorf(const char *what, const char *path, int e)
     return sh__strdup(buf);
 }
 
-/* Packs n names into NUL-terminated names back to back in a new *out (free with sh_free), *len
- * bytes in all. 0 or SH_ENOMEM. */
-static int pack_names(char *const *list, size_t n, char **out, size_t *len)
-{
-    size_t i, total = 0, off = 0;
-    char *p;
-
-    for (i = 0; i < n; i++)
-        total += strlen(list[i]) + 1;
-    p = sh_malloc(total);
-    if (p == NULL)
-        return SH_ENOMEM;
-    for (i = 0; i < n; i++) {
-        size_t l = strlen(list[i]) + 1;
-        memcpy(p + off, list[i], l);
-        off += l;
-    }
-    *out = p;
-    *len = total;
-    return 0;
-}
-
 /* A file of a directory listing: its name and modification time. */
 typedef struct {
     char *name;
@@ -185,7 +163,7 @@ SH_EXPORT int sh_ffi_glob(const char *pattern, char **names, size_t *len, char *
                                      : errorf("cannot read the directories of", pattern, errno);
         return -1;
     }
-    if (pack_names(g.gl_pathv, g.gl_pathc, names, len) != 0) {
+    if (sh__pack_names(g.gl_pathv, g.gl_pathc, names, len) != 0) {
         globfree(&g);
         *errmsg = sh__strdup("out of memory matching a path pattern");
         return -1;

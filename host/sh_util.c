@@ -15,6 +15,26 @@ char *sh__strndup(const char *s, size_t len)
     return d;
 }
 
+int sh__pack_names(char *const *list, size_t n, char **out, size_t *len)
+{
+    size_t total = 0, off = 0;
+    char *p;
+
+    for (size_t i = 0; i < n; i++)
+        total += strlen(list[i]) + 1;
+    if ((p = sh_malloc(total)) == NULL)
+        return SH_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        size_t l = strlen(list[i]) + 1;
+
+        memcpy(p + off, list[i], l);
+        off += l;
+    }
+    *out = p;
+    *len = total;
+    return 0;
+}
+
 char *sh__strdup(const char *s)
 {
     return sh__strndup(s, strlen(s));

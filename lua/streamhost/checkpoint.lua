@@ -113,21 +113,14 @@ local function list(dir, prefix)
         local msg = shffi.take_string(err_out[0])
         return {}, msg
     end
-    local all = shffi.take_string(data_out[0], len_out[0]) or ""
-    local names = {}
-    for name in all:gmatch("([^%z]+)%z") do names[#names + 1] = name end
-    return names
+    return files.split_names(shffi.take_string(data_out[0], len_out[0]))
 end
 
 -- -- The script ---------------------------------------------------------------------------------
 
 local function script_info(path)
     path = path or (type(arg) == "table" and arg[0] or nil)
-    local f = path and io.open(path, "rb")
-    if not f then return { path = path } end
-    local s = f:read("*a")
-    f:close()
-    return { path = path, hash = string.format("crc32c:%08x:%d", C.sh_ffi_crc32c(0, s, #s), #s) }
+    return { path = path, hash = files.content_hash(path) }
 end
 
 -- -- Writing ------------------------------------------------------------------------------------

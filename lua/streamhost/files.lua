@@ -9,10 +9,22 @@ local M = {}
 local names_out, len_out, err_out = ffi.new("char *[1]"), ffi.new("size_t[1]"), ffi.new("char *[1]")
 local leftover_out = ffi.new("size_t[1]")
 
+-- The names of a NUL-terminated list (what the host's listings hand over).
 local function split_names(all)
     local names = {}
     for name in (all or ""):gmatch("([^%z]+)%z") do names[#names + 1] = name end
     return names
+end
+M.split_names = split_names
+
+-- A file's content hash as checkpoints, reloads and their messages name it:
+-- "crc32c:<hex>:<bytes>"; nil when the file cannot be read.
+function M.content_hash(path)
+    local f = path and io.open(path, "rb")
+    if not f then return nil end
+    local s = f:read("*a")
+    f:close()
+    return string.format("crc32c:%08x:%d", C.sh_ffi_crc32c(0, s, #s), #s)
 end
 
 -- Names of the visible regular files of dir, sorted; nil, err when dir cannot be listed.

@@ -21,13 +21,7 @@ local version = 0     -- reloads taken
 local script = { path = nil, hash = nil }  -- the running job's script
 
 -- The running script's path and hash ("crc32c:<hex>:<bytes>", as checkpoints record it).
-local function hash_of(path)
-    local f = path and io.open(path, "rb")
-    if not f then return nil end
-    local s = f:read("*a")
-    f:close()
-    return string.format("crc32c:%08x:%d", C.sh_ffi_crc32c(0, s, #s), #s)
-end
+local hash_of = require("streamhost.files").content_hash
 M.hash_of = hash_of
 
 local driver_main = nil  -- the driver's record of the main chunk

@@ -481,25 +481,30 @@ function StreamingContext:_run_batch(batch)
         end
         self:_post("onOutputOperationCompleted", op)
     end
-    batch.failure = failure
-    -- Stateful streams commit the new state of every partition, or, when the batch failed,
-    -- keep the previous one everywhere.
-    for d in pairs(batch.touched) do
-        -- A batch still running when its context stopped (a graceful stop that timed out)
-        -- commits nothing: the streams' state was dropped with the context.
-        local ok, err = pcall(d._finish_update, d, t, failure == nil and self._state ~= "stopped")
-        if not ok and failure == nil then
-            failure = "committing the state of " .. tostring(d) .. ": " .. tostring(err)
-            batch.failure = failure
-        end
-    end
-    for _, d in ipairs(self._dstreams) do d:_forget(t) end
+    batch.failure = self:_end_state(batch, failure)
     -- Forgotten RDDs hold C blocks the Lua collector cannot see the size of: free them now.
     collectgarbage()
     info.processingEndTime = C.sh_ffi_now()
     info.processingDelay = info.processingEndTime - info.processingStartTime
     info.totalDelay = info.schedulingDelay + info.processingDelay
     self:_post("onBatchCompleted", info)
+end
+
+-- Ends batch's state: stateful streams commit the new state of every partition, or, when the
+-- batch failed (`failure`), keep the previous one everywhere; then every stream forgets what
+-- it no longer needs to remember. Returns the batch's failure, or the first commit's.
+function StreamingContext:_end_state(batch, failure)
+    local t = batch.time
+    for d in pairs(batch.touched) do
+        -- A batch still running when its context stopped (a graceful stop that timed out)
+        -- commits nothing: the streams' state was dropped with the context.
+        local ok, err = pcall(d._finish_update, d, t, failure == nil and self._state ~= "stopped")
+        if not ok and failure == nil then
+            failure = "committing the state of " .. tostring(d) .. ": " .. tostring(err)
+        end
+    end
+    for _, d in ipairs(self._dstreams) do d:_forget(t) end
+    return failure
 end
 
 -- A completed batch replayed by recovery: the stateful streams it moved are computed from its
@@ -513,12 +518,8 @@ function StreamingContext:_reapply_state(batch)
             end
         end
     end, trace.user_traceback)
-    if not ok then batch.failure = "re-applying batch " .. format_time(t) .. " from the checkpoint: " .. tostring(err) end
-    for d in pairs(batch.touched) do
-        local cok, cerr = pcall(d._finish_update, d, t, ok and self._state ~= "stopped")
-        if not cok and batch.failure == nil then batch.failure = tostring(cerr) end
-    end
-    for _, d in ipairs(self._dstreams) do d:_forget(t) end
+    local failure = not ok and ("re-applying batch " .. format_time(t) .. " from the checkpoint: " .. tostring(err)) or nil
+    batch.failure = self:_end_state(batch, failure)
 end
 
 -- After a batch's coroutine ended: release its record, report, and start what follows.
