@@ -12,8 +12,11 @@
 
 #define SH_EXPORT __attribute__((visibility("default")))
 
+#define READ_BATCH 1024         /* messages taken from the consumer queue at a time */
+
 struct sh_kafka_s {
     rd_kafka_t *rk;
+    rd_kafka_queue_t *queue;  /* the consumer queue: where an assigned partition's messages arrive */
 };
 
 /* A message for *errmsg, allocated (the caller frees it with sh_ffi_free). */
@@ -47,8 +50,12 @@ SH_EXPORT sh_kafka_t *sh_ffi_kafka_new(const char **keys, const char **vals, int
 
     *errmsg = NULL;
     /* assign() needs a group id (no group is joined): a default that kafkaParams may replace. */
+    /* A range read ends at or near the log's end, where a fetch waits fetch.wait.max.ms
+     * (500 ms by default) for more; the next range's assign waits behind that fetch. A short
+     * wait (kafkaParams may set another) keeps a worker's reads back to back. */
     if (conf_set(conf, "group.id", "streamhost-direct", errmsg) ||
-        conf_set(conf, "log.connection.close", "false", errmsg))
+        conf_set(conf, "log.connection.close", "false", errmsg) ||
+        conf_set(conf, "fetch.wait.max.ms", "10", errmsg))
         goto fail_conf;
     for (i = 0; i < n; i++)
         if (conf_set(conf, keys[i], vals[i], errmsg))
@@ -74,6 +81,7 @@ SH_EXPORT sh_kafka_t *sh_ffi_kafka_new(const char **keys, const char **vals, int
         goto fail_conf;
     }
     rd_kafka_poll_set_consumer(k->rk);
+    k->queue = rd_kafka_queue_get_consumer(k->rk);
     return k;
 fail_conf:
     rd_kafka_conf_destroy(conf);
@@ -84,6 +92,7 @@ SH_EXPORT void sh_ffi_kafka_free(sh_kafka_t *k)
 {
     if (k == NULL)
         return;
+    rd_kafka_queue_destroy(k->queue);
     rd_kafka_consumer_close(k->rk);
     rd_kafka_destroy(k->rk);
     sh_free(k);
@@ -175,6 +184,44 @@ static int is_out_of_range(rd_kafka_resp_err_t err)
            err == RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE;
 }
 
+/* One message (or event) of a range read of topic/partition up to `until`: appended to *bp
+ * when it is the next of the range; *next moves on; an error that ends the read sets *errmsg. */
+static void take_message(const rd_kafka_message_t *m, const char *topic, int32_t partition,
+                         int64_t until, int64_t *next, sh_blob_t **bp, int *waiting, char **errmsg)
+{
+    int mine = m->rkt && m->partition == partition && strcmp(rd_kafka_topic_name(m->rkt), topic) == 0;
+
+    if (m->err) {
+        if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+            /* The end of the log past the range's last message: the rest of the range holds
+             * no messages (compaction or transaction markers). */
+            if (mine && m->offset >= until)
+                *next = until;
+        } else if (is_out_of_range(m->err)) {
+            *errmsg = errorf("topic %s partition %d: offset %lld is out of range (%s)", topic,
+                             (int) partition, (long long) *next, rd_kafka_message_errstr(m));
+        } else if (m->err == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION ||
+                   m->err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
+                   m->err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC) {
+            *errmsg = errorf("topic %s partition %d: %s", topic, (int) partition,
+                             rd_kafka_message_errstr(m));
+        } else if (!*waiting) {
+            *waiting = 1;
+            fprintf(stderr, "kafka: topic %s partition %d: waiting: %s\n", topic, (int) partition,
+                    rd_kafka_message_errstr(m));
+        }
+        return;
+    }
+    if (mine && m->offset >= *next && m->offset < until) {
+        if (sh__kafka_block_append(bp, m, 0))
+            *errmsg = sh__strdup("kafka: out of memory reading a range");
+        else
+            *next = m->offset + 1;
+    } else if (mine && m->offset >= until) {
+        *next = until;
+    }
+}
+
 SH_EXPORT sh_blob_t *sh_ffi_kafka_read(sh_kafka_t *k, const char *topic, int32_t partition,
                                        int64_t from, int64_t until, int timeout_ms, char **errmsg)
 {
@@ -202,10 +249,17 @@ SH_EXPORT sh_blob_t *sh_ffi_kafka_read(sh_kafka_t *k, const char *topic, int32_t
         goto fail;
     }
     while (next < until) {
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(k->rk, 200);
-        int mine;
+        rd_kafka_message_t *msgs[READ_BATCH];
+        /* What is queued now, without waiting (a batch call with a timeout waits for a full
+         * batch); when nothing is, one message with a wait. */
+        ssize_t got = rd_kafka_consume_batch_queue(k->queue, 0, msgs, READ_BATCH);
+        ssize_t i;
 
-        if (m == NULL) {
+        if (got == 0 && (msgs[0] = rd_kafka_consume_queue(k->queue, 200)) != NULL)
+            got = 1;
+        int64_t before = next;
+
+        if (got <= 0) {
             if (sh__now_ms() - progress_ms > timeout_ms) {
                 *errmsg = errorf("topic %s partition %d: no message at offset %lld after %d ms "
                                  "(brokers down or the offset is gone)", topic, (int) partition,
@@ -219,50 +273,21 @@ SH_EXPORT sh_blob_t *sh_ffi_kafka_read(sh_kafka_t *k, const char *topic, int32_t
             }
             continue;
         }
-        mine = m->rkt && m->partition == partition && strcmp(rd_kafka_topic_name(m->rkt), topic) == 0;
-        if (m->err) {
-            if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-                /* The end of the log past the range's last message: the rest of the range
-                 * holds no messages (compaction or transaction markers). */
-                if (mine && m->offset >= until)
-                    next = until;
-            } else if (is_out_of_range(m->err) || m->err == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION ||
-                       m->err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
-                       m->err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC) {
-                if (is_out_of_range(m->err))
-                    *errmsg = errorf("topic %s partition %d: offset %lld is out of range (%s)",
-                                     topic, (int) partition, (long long) next,
-                                     rd_kafka_message_errstr(m));
-                else
-                    *errmsg = errorf("topic %s partition %d: %s", topic, (int) partition,
-                                     rd_kafka_message_errstr(m));
-                rd_kafka_message_destroy(m);
-                goto fail_assigned;
-            } else if (!waiting) {
-                waiting = 1;
-                fprintf(stderr, "kafka: topic %s partition %d: waiting: %s\n", topic,
-                        (int) partition, rd_kafka_message_errstr(m));
-            }
-            rd_kafka_message_destroy(m);
-            continue;
+        for (i = 0; i < got; i++) {
+            if (*errmsg == NULL)
+                take_message(msgs[i], topic, partition, until, &next, &b, &waiting, errmsg);
+            rd_kafka_message_destroy(msgs[i]);
         }
-        if (mine && m->offset >= next && m->offset < until) {
-            if (sh__kafka_block_append(&b, m, 0)) {
-                rd_kafka_message_destroy(m);
-                *errmsg = sh__strdup("kafka: out of memory reading a range");
-                goto fail_assigned;
-            }
-            next = m->offset + 1;
+        if (*errmsg)
+            goto fail_assigned;
+        if (next > before) {
             progress_ms = sh__now_ms();
             if (waiting) {
                 waiting = 0;
                 fprintf(stderr, "kafka: topic %s partition %d: reading again\n", topic,
                         (int) partition);
             }
-        } else if (mine && m->offset >= until) {
-            next = until;
         }
-        rd_kafka_message_destroy(m);
     }
     rd_kafka_assign(k->rk, NULL);
     return b;
