@@ -7,6 +7,7 @@
 #include "sh_sched.h"
 
 #include <librdkafka/rdkafka.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -142,14 +143,28 @@ static void free_recv(sh_kafka_recv_t *r)
     sh_free(r);
 }
 
-static void on_closed(uv_handle_t *h)
+/* Leaves the group (its partitions go to the other members), closes the connections and
+ * frees the receiver. Leaving waits for the group coordinator's answer (up to the session
+ * timeout when it is down), so it runs on a thread of its own, not on the loop. */
+static void *leave_group(void *arg)
 {
-    sh_kafka_recv_t *r = h->data;
+    sh_kafka_recv_t *r = arg;
 
-    /* Leaves the group (its partitions go to the other members) and closes the connections. */
     rd_kafka_consumer_close(r->rk);
     rd_kafka_destroy(r->rk);
     free_recv(r);
+    return NULL;
+}
+
+static void on_closed(uv_handle_t *h)
+{
+    sh_kafka_recv_t *r = h->data;
+    pthread_t t;
+
+    if (pthread_create(&t, NULL, leave_group, r) == 0)
+        pthread_detach(t);
+    else
+        leave_group(r);
 }
 
 /* Joins consumer group `group` (given in the configuration pairs, as group.id) subscribed to

@@ -266,7 +266,9 @@ function Checkpointer:write_metadata(t)
     self.seq = self.seq + 1
     local j = new_job(self.dir, META .. self.seq, self:metadata())
     C.sh_ffi_ckpt_job_keep_newest(j, META, KEEP_META)
-    self:submit(j, { kind = "metadata", time = t })
+    local what = { kind = "metadata", time = t }
+    self:submit(j, what)
+    return what
 end
 
 -- The state of every stateful stream as of now (after batch t committed).
@@ -296,9 +298,12 @@ function Checkpointer:write_state(t)
 end
 
 -- Batch generated: its receivers' blocks go to the write-ahead log first (the batch waits for
--- them: batch.hold), then the metadata.
+-- them: batch.hold), then the metadata. Once both are on disk (the writer keeps order), a
+-- receiver that can be asked again (Kafka's group) may let its source forget the blocks:
+-- source:logged(t), unless a log write of the batch failed.
 function Checkpointer:generated(batch)
     local t = batch.time
+    local logged = false
     if self.wal and batch.rec ~= nil then
         local sources = require "streamhost.sources"
         for _, d in ipairs(self.ssc._inputs) do
@@ -311,12 +316,14 @@ function Checkpointer:generated(batch)
                     local j = new_job(s.wal.dir, WAL .. t, { time = t, blocks = descs }, blocks)
                     batch.hold = (batch.hold or 0) + 1
                     self:submit(j, { kind = "wal", batch = batch })
+                    logged = true
                 end
             end
         end
     end
     if self.last_generated == nil or t > self.last_generated then self.last_generated = t end
-    self:write_metadata(t)
+    local meta = self:write_metadata(t)
+    if logged then meta.logged = batch end
 end
 
 function Checkpointer:due(t)
@@ -375,7 +382,16 @@ function Checkpointer:poll()
                                     written = C.sh_ffi_now() }
                 stats.writes = stats.writes + 1
             end
-            if job.kind == "wal" then job.batch.hold = job.batch.hold - 1 end
+            if job.kind == "wal" then
+                job.batch.hold = job.batch.hold - 1
+                if rc ~= 0 then job.batch.wal_failed = true end
+            end
+            if job.logged and rc == 0 and not job.logged.wal_failed then
+                for _, d in ipairs(self.ssc._inputs) do
+                    local s = d._source
+                    if s.wal and s.logged then s:logged(job.logged.time) end
+                end
+            end
             if rc ~= 0 then
                 self:report(job.kind, msg or ("error " .. rc))
                 if job.kind == "state" then self.state_due = true end

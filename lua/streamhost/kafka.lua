@@ -93,6 +93,9 @@ local function tp_key(topic, partition) return topic .. "\0" .. partition end
 
 -- -- createRDD ---------------------------------------------------------------------------
 
+-- leaders (TopicAndPartition -> Broker) is checked and then left to librdkafka, which finds
+-- every partition's leader itself and follows it when it moves (Spark used it to skip a
+-- metadata request).
 function KafkaUtils.createRDD(sc, kafkaParams, offsetRanges, leaders, keyDecoder, valueDecoder, messageHandler)
     local what = "KafkaUtils.createRDD"
     local conf = conf_of(kafkaParams, what, 2)
@@ -423,18 +426,24 @@ local function receiver(ssc, zkQuorum, groupId, topics, kafkaParams, decode_id, 
             self.recv = nil
         end
     end
-    -- A batch that completed commits the offsets its blocks end at (one that failed does not:
-    -- its messages are read again by the group's next consumer).
-    function source.batch_completed(self, _, ok, t)
+    local function commit(self, t)
         local c = self.commits[t]
         if c == nil then return end
         self.commits[t] = nil
-        if ok and self.recv ~= nil then
-            for i, p in ipairs(c) do pos_topics[i - 1], pos_parts[i - 1], pos_next[i - 1] = p[1], p[2], p[3] end
-            if C.sh_ffi_kafka_recv_commit(self.recv, pos_topics, pos_parts, pos_next, #c, err_out) ~= 0 then
-                self.report("cannot commit offsets: " .. tostring(shffi.take_string(err_out[0])))
-            end
+        if self.recv == nil then return end
+        for i, p in ipairs(c) do pos_topics[i - 1], pos_parts[i - 1], pos_next[i - 1] = p[1], p[2], p[3] end
+        if C.sh_ffi_kafka_recv_commit(self.recv, pos_topics, pos_parts, pos_next, #c, err_out) ~= 0 then
+            self.report("cannot commit offsets: " .. tostring(shffi.take_string(err_out[0])))
         end
+    end
+    -- With the write-ahead log on, a batch's blocks on disk (and the metadata naming the batch)
+    -- commit the offsets they end at: recovery reruns the batch from the log, and the group
+    -- goes on after it (Spark's reliable receiver commits once a block is stored).
+    function source.logged(self, t) commit(self, t) end
+    -- Otherwise a batch that completed commits them (one that failed does not: its messages
+    -- are read again by the group's next consumer).
+    function source.batch_completed(self, _, ok, t)
+        if ok then commit(self, t) else self.commits[t] = nil end
     end
     -- Receiving stops and the group is left now: what batches not completed yet hold is not
     -- committed, so the group's next consumer reads it again (at least once, as Spark's
@@ -446,6 +455,8 @@ local function receiver(ssc, zkQuorum, groupId, topics, kafkaParams, decode_id, 
     return sources.input(ssc, source)
 end
 
+-- topics maps topic names to numThreads; one librdkafka consumer reads them all (its own
+-- threads fetch every partition at once), so the counts are checked and not used further.
 function KafkaUtils.createStream(ssc, zkQuorum, groupId, topics, kafkaParams, storageLevel, keyDecoder, valueDecoder) -- luacheck: ignore storageLevel
     local what = "KafkaUtils.createStream"
     if type(zkQuorum) ~= "string" then error(what .. " expects zkQuorum as a string (host:port,...)", 2) end
