@@ -552,3 +552,32 @@ int sh_ckpt_keep_newest(const char *dir, const char *prefix, size_t keep, char *
     sh_ckpt_names_free(names, n);
     return first;
 }
+
+/* -- Leftovers of killed writers ------------------------------------------- */
+
+int sh_ckpt_remove_stale_tmp(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    int removed = 0;
+
+    if (d == NULL)
+        return 0;
+    while ((e = readdir(d)) != NULL) {
+        const char *tag = e->d_name[0] == '.' ? strstr(e->d_name, ".tmp-") : NULL;
+        char *end;
+        long pid;
+
+        if (tag == NULL)
+            continue;
+        pid = strtol(tag + 5, &end, 10);
+        if (end == tag + 5 || *end != '-' || pid <= 0 || pid == (long) getpid())
+            continue;
+        if (kill((pid_t) pid, 0) == 0 || errno != ESRCH)
+            continue;  /* the writer may still be at it */
+        if (unlinkat(dirfd(d), e->d_name, 0) == 0)
+            removed++;
+    }
+    closedir(d);
+    return removed;
+}

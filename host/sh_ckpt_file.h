@@ -82,4 +82,10 @@ int sh_ckpt_keep_newest(const char *dir, const char *prefix, size_t keep, char *
  * `crc` (0 to start). Exposed for the tests. Any thread. */
 uint32_t sh__ckpt_crc32c(uint32_t crc, const void *data, size_t len);
 
+/* Removes the temporary files ".<name>.tmp-<pid>-<n>" that writers killed midway left in
+ * `dir`: those of processes that no longer run (kill(pid, 0) says ESRCH). A live writer's,
+ * this process's among them, stay. Returns how many it removed (0 when `dir` cannot be read).
+ * Any thread. */
+int sh_ckpt_remove_stale_tmp(const char *dir);
+
 #endif

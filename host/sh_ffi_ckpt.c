@@ -82,6 +82,11 @@ SH_EXPORT int sh_ffi_ckpt_write(const char *dir, const char *name, const char *d
     return sh_ckpt_write(dir, name, data, len, errmsg);
 }
 
+SH_EXPORT int sh_ffi_ckpt_remove_stale_tmp(const char *dir)
+{
+    return sh_ckpt_remove_stale_tmp(dir);
+}
+
 SH_EXPORT int sh_ffi_ckpt_read(const char *path, char **data, size_t *len, char **errmsg)
 {
     return sh_ckpt_read(path, data, len, errmsg);

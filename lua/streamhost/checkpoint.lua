@@ -210,6 +210,11 @@ function M.open(ssc)
             end
         end
     end
+    -- Temporary files of writes a kill interrupted (their writer is gone) go.
+    C.sh_ffi_ckpt_remove_stale_tmp(dir)
+    for _, d in ipairs(ssc._inputs) do
+        if d._source.wal then C.sh_ffi_ckpt_remove_stale_tmp(d._source.wal.dir) end
+    end
     if recovery then M.restore_sources(ssc) end
     for _, d in ipairs(ssc._inputs) do  -- what the sources record from their start on
         local s = d._source

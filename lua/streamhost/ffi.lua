@@ -119,6 +119,7 @@ double sh_ffi_ckpt_submit(sh_ckpt_writer_t *w, sh_ckpt_job_t *j);
 int sh_ffi_ckpt_next_done(sh_ckpt_writer_t *w, double *id, int *rc, char **errmsg);
 void sh_ffi_ckpt_drain(sh_ckpt_writer_t *w);
 int sh_ffi_ckpt_write(const char *dir, const char *name, const char *data, size_t len, char **errmsg);
+int sh_ffi_ckpt_remove_stale_tmp(const char *dir);
 int sh_ffi_ckpt_read(const char *path, char **data, size_t *len, char **errmsg);
 int sh_ffi_ckpt_list(const char *dir, const char *prefix, char **names, size_t *len, char **errmsg);
 uint32_t sh_ffi_crc32c(uint32_t crc, const char *data, size_t len);

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -352,6 +353,37 @@ static int remove_one(const char *path, const struct stat *st, int flag, struct 
     return remove(path);
 }
 
+/* Temporary files of writers that are gone are removed; a live writer's (this process's, and
+ * pid 1's) and other dot files stay. The gone writer is a child that has exited and been
+ * reaped. */
+static void test_stale_temporaries_of_dead_writers_are_removed(void)
+{
+    const char *dir = subdir("stale");
+    char path[700], dead_tmp[64], mine_tmp[64];
+    pid_t child = fork();
+    int status;
+
+    if (child == 0)
+        _exit(0);
+    CHECK(child > 0 && waitpid(child, &status, 0) == child, "fork");
+    snprintf(dead_tmp, sizeof dead_tmp, ".metadata-3.tmp-%ld-0", (long) child);
+    snprintf(mine_tmp, sizeof mine_tmp, ".metadata-4.tmp-%ld-1", (long) getpid());
+    const char *const names[] = {dead_tmp, mine_tmp, ".state-9.tmp-1-2", ".hidden", "metadata-2"};
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        CHECK(write_raw(path, "x", 1) == 0, "raw write %s", names[i]);
+    }
+    CHECK(sh_ckpt_remove_stale_tmp(dir) == 1, "one removed");
+    snprintf(path, sizeof path, "%s/%s", dir, dead_tmp);
+    CHECK(access(path, F_OK) != 0, "%s is gone", dead_tmp);
+    for (size_t i = 1; i < sizeof names / sizeof *names; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        CHECK(access(path, F_OK) == 0, "%s stays", names[i]);
+    }
+    CHECK(sh_ckpt_remove_stale_tmp("/nonexistent/dir") == 0, "an unreadable directory");
+    OK();
+}
+
 int main(void)
 {
     if (mkdtemp(root) == NULL) {
@@ -366,6 +398,7 @@ int main(void)
     test_a_write_that_fails_midway_keeps_the_old_file();
     test_list_is_newest_first_and_keep_newest_prunes();
     test_a_20_mb_payload_round_trips();
+    test_stale_temporaries_of_dead_writers_are_removed();
     nftw(root, remove_one, 16, FTW_DEPTH | FTW_PHYS);
     printf("%d passed, %d failed\n", passed, failed);
     return failed != 0;
