@@ -22,7 +22,7 @@ HOST_SRCS := host/sh_blob.c host/sh_util.c host/sh_lua.c host/sh_pool.c host/sh_
              host/sh_host.c host/sh_ffi.c host/sh_files.c host/sh_sched.c host/sh_recv.c \
              host/sh_text_server.c host/sh_ckpt_file.c host/sh_ckpt_writer.c host/sh_ffi_ckpt.c \
              host/sh_buf.c host/sh_status.c host/sh_http.c host/sh_api.c host/sh_metrics.c host/sh_ui.c \
-             host/sh_ops.c host/sh_embed.c \
+             host/sh_ops.c host/sh_embed.c host/sh_events.c \
              connectors/socket/sh_in_socket.c connectors/kafka/sh_in_kafka.c \
              connectors/kafka/sh_in_kafka_recv.c connectors/kafka/sh_in_kafka_zk.c
 MAIN_SRC  := host/sh_main.c

@@ -2,6 +2,7 @@
  * batch scheduler (lines become blocks there, backpressure pauses the socket) and keeps the
  * client's events for the driver. */
 #include "sh_common.h"
+#include "sh_events.h"
 #include "sh_host.h"
 #include "sh_sched.h"
 #include "../connectors/socket/sh_in_socket.h"
@@ -10,56 +11,15 @@
 #include <string.h>
 
 #define SH_EXPORT __attribute__((visibility("default")))
-#define MAX_EVENTS 64
-
-typedef struct event_s {
-    struct event_s *next;
-    int kind;
-    char *msg;
-} event_t;
 
 typedef struct sh_recv_s {
     sh_in_socket_t *sock;
     sh_sched_t *sched;
     int input;
-    event_t *ev_head, *ev_tail;
-    int nevents;
+    sh_events_t events;         /* for the driver (sh_ffi_recv_event) */
     int closed;                 /* the driver let go; freed on STOPPED */
     int dropping;               /* out of memory was reported; said once until it recovers */
 } sh_recv_t;
-
-static void drop_events(sh_recv_t *r)
-{
-    event_t *e;
-
-    while ((e = r->ev_head) != NULL) {
-        r->ev_head = e->next;
-        sh_free(e->msg);
-        sh_free(e);
-    }
-    r->ev_tail = NULL;
-    r->nevents = 0;
-}
-
-static void push_event(sh_recv_t *r, int kind, const char *msg)
-{
-    event_t *e;
-
-    if (r->nevents >= MAX_EVENTS)
-        return;  /* a peer that flaps keeps the newest reports from crowding out memory */
-    e = sh_malloc(sizeof(*e));
-    if (e == NULL)
-        return;
-    e->next = NULL;
-    e->kind = kind;
-    e->msg = sh__strdup(msg ? msg : "");
-    if (r->ev_tail)
-        r->ev_tail->next = e;
-    else
-        r->ev_head = e;
-    r->ev_tail = e;
-    r->nevents++;
-}
 
 static void on_lines(void *ud, const char *lines, size_t len, size_t count)
 {
@@ -69,7 +29,8 @@ static void on_lines(void *ud, const char *lines, size_t len, size_t count)
         return;
     if (sh_sched_input_append(r->sched, r->input, lines, len, (uint32_t) count)) {
         if (!r->dropping)
-            push_event(r, SH_IN_SOCKET_LINE_TOO_LONG, "out of memory: received lines dropped");
+            sh_events_push(&r->events, SH_IN_SOCKET_LINE_TOO_LONG,
+                           "out of memory: received lines dropped");
         r->dropping = 1;
     } else {
         r->dropping = 0;
@@ -96,13 +57,13 @@ static void on_event(void *ud, int event, const char *msg)
 
     if (event == SH_IN_SOCKET_STOPPED) {
         if (r->closed) {
-            drop_events(r);
+            sh_events_clear(&r->events);
             sh_free(r);
         }
         return;
     }
     if (!r->closed)
-        push_event(r, event, msg);
+        sh_events_push(&r->events, event, msg);
 }
 
 /* Connects to host:port and feeds input `input` of `sched` with the lines received. NULL with
@@ -145,18 +106,7 @@ SH_EXPORT sh_recv_t *sh_ffi_socket_open(sh_host_t *h, sh_sched_t *sched, int inp
 /* Takes the oldest event: 1 with *kind and *msg (free with sh_ffi_free), or 0. */
 SH_EXPORT int sh_ffi_recv_event(sh_recv_t *r, int *kind, char **msg)
 {
-    event_t *e = r->ev_head;
-
-    if (e == NULL)
-        return 0;
-    r->ev_head = e->next;
-    if (r->ev_head == NULL)
-        r->ev_tail = NULL;
-    r->nevents--;
-    *kind = e->kind;
-    *msg = e->msg;
-    sh_free(e);
-    return 1;
+    return sh_events_take(&r->events, kind, msg);
 }
 
 /* Stops reading. What was received stays in the scheduler's input and is processed; the

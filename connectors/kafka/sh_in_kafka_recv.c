@@ -3,6 +3,7 @@
  * SH_BLOB_KAFKA blocks; commits what the driver says its completed batches held. */
 #include "sh_in_kafka.h"
 #include "sh_common.h"
+#include "sh_events.h"
 #include "sh_host.h"
 #include "sh_sched.h"
 
@@ -15,12 +16,6 @@
 #define POLL_MS 10              /* the loop polls the consumer this often */
 #define POLL_MAX 20000          /* messages taken per poll at most */
 #define CHUNK_BYTES (1 << 20)   /* messages are handed to the scheduler in chunks of this size */
-#define MAX_EVENTS 64
-
-typedef struct event_s {
-    struct event_s *next;
-    char *msg;
-} event_t;
 
 typedef struct sh_kafka_recv_s {
     rd_kafka_t *rk;
@@ -31,27 +26,8 @@ typedef struct sh_kafka_recv_s {
     char **topics;            /* subscribed topic names; a block's topic index points here */
     int ntopics;
     int erring;               /* an error was reported and no message arrived since */
-    event_t *ev_head, *ev_tail;
-    int nevents;
+    sh_events_t events;       /* for the driver (sh_ffi_kafka_recv_event) */
 } sh_kafka_recv_t;
-
-static void push_event(sh_kafka_recv_t *r, const char *msg)
-{
-    event_t *e;
-
-    if (r->nevents >= MAX_EVENTS)
-        return;
-    e = sh_calloc(1, sizeof *e);
-    if (e == NULL)
-        return;
-    e->msg = sh__strdup(msg);
-    if (r->ev_tail)
-        r->ev_tail->next = e;
-    else
-        r->ev_head = e;
-    r->ev_tail = e;
-    r->nevents++;
-}
 
 static int32_t topic_index(sh_kafka_recv_t *r, const rd_kafka_message_t *m)
 {
@@ -71,7 +47,7 @@ static void flush_chunk(sh_kafka_recv_t *r, sh_blob_t **chunk)
         return;
     if (r->sched && sh_sched_input_append(r->sched, r->input, (*chunk)->data, (*chunk)->len,
                                           (*chunk)->count))
-        push_event(r, "out of memory: received messages dropped");
+        sh_events_push(&r->events, 0, "out of memory: received messages dropped");
     (*chunk)->len = 0;
     (*chunk)->count = 0;
 }
@@ -98,16 +74,16 @@ static void on_poll(uv_timer_t *t)
             if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF && !r->erring) {
                 snprintf(buf, sizeof buf, "%s%s%s", m->rkt ? rd_kafka_topic_name(m->rkt) : "",
                          m->rkt ? ": " : "", rd_kafka_message_errstr(m));
-                push_event(r, buf);
+                sh_events_push(&r->events, 0, buf);
                 r->erring = 1;
             }
         } else if ((ti = topic_index(r, m)) >= 0) {
             if (r->erring) {
                 r->erring = 0;
-                push_event(r, "receiving again");
+                sh_events_push(&r->events, 0, "receiving again");
             }
             if (sh__kafka_block_append(&chunk, m, ti))
-                push_event(r, "out of memory: received messages dropped");
+                sh_events_push(&r->events, 0, "out of memory: received messages dropped");
             if (chunk->len >= CHUNK_BYTES)
                 flush_chunk(r, &chunk);
         }
@@ -131,12 +107,7 @@ static void free_recv(sh_kafka_recv_t *r)
 {
     int i;
 
-    while (r->ev_head) {
-        event_t *e = r->ev_head;
-        r->ev_head = e->next;
-        sh_free(e->msg);
-        sh_free(e);
-    }
+    sh_events_clear(&r->events);
     for (i = 0; i < r->ntopics; i++)
         sh_free(r->topics[i]);
     sh_free(r->topics);
@@ -239,17 +210,7 @@ fail:
  * sh_ffi_free), or 0. */
 SH_EXPORT int sh_ffi_kafka_recv_event(sh_kafka_recv_t *r, char **msg)
 {
-    event_t *e = r->ev_head;
-
-    if (e == NULL)
-        return 0;
-    r->ev_head = e->next;
-    if (r->ev_head == NULL)
-        r->ev_tail = NULL;
-    r->nevents--;
-    *msg = e->msg;
-    sh_free(e);
-    return 1;
+    return sh_events_take(&r->events, NULL, msg);
 }
 
 /* The next offsets of the messages of a block: for every (topic index, partition) in it, one
