@@ -237,7 +237,7 @@ static void host_json(sh_buf_t *out, const sh_status_t *s)
     sh_buf_json_str(out, s->script);
     sh_buf_puts(out, ",\"scriptHash\":");
     sh_buf_json_str(out, s->script_hash);
-    sh_buf_puts(out, ",\"hashAlgorithm\":\"fnv1a64\",\"hostStartTime\":");
+    sh_buf_puts(out, ",\"hashAlgorithm\":\"crc32c\",\"hostStartTime\":");
     sh_api_date(out, s->host_start);
     sh_buf_puts(out, ",\"startTime\":");
     sh_api_date(out, s->start_time);

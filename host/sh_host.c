@@ -316,7 +316,7 @@ int sh_host_ui_port(const sh_host_t *h)
  * load reports that). */
 static void status_script(sh_host_t *h, const char *script)
 {
-    char hash[17] = "", *data = NULL;
+    char hash[SH_STATUS_HASH_SIZE] = "", *data = NULL;
     FILE *f = fopen(script, "rb");
     size_t cap = 0, len = 0, n;
 

@@ -1,6 +1,7 @@
 /* sh_status.c: the status model of a running job (sh_status.h): batch records kept for the
  * status page, inputs and receivers, reload and checkpoint history, counters and histograms. */
 #include "sh_status.h"
+#include "sh_ckpt_file.h"
 #include "sh_common.h"
 
 #include <stdio.h>
@@ -438,15 +439,7 @@ void sh_status_checkpoint_dir(sh_status_t *s, const char *dir)
     uv_mutex_unlock(&s->lock);
 }
 
-void sh_status_hash(const void *data, size_t len, char out[17])
+void sh_status_hash(const void *data, size_t len, char out[SH_STATUS_HASH_SIZE])
 {
-    const unsigned char *p = data;
-    uint64_t h = 0xcbf29ce484222325ULL;
-    size_t i;
-
-    for (i = 0; i < len; i++) {
-        h ^= p[i];
-        h *= 0x100000001b3ULL;
-    }
-    snprintf(out, 17, "%016llx", (unsigned long long) h);
+    snprintf(out, SH_STATUS_HASH_SIZE, "crc32c:%08x:%zu", (unsigned) sh__ckpt_crc32c(0, data, len), len);
 }

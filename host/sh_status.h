@@ -148,7 +148,9 @@ int sh__status_find(const sh_status_t *s, int64_t time_ms);
 /* Whether a completed batch failed (one of its output operations did). */
 int sh__status_batch_failed(const sh_status_batch_t *b);
 
-/* A 64-bit FNV-1a hash of `len` bytes as 16 hex digits into out[17]. */
-void sh_status_hash(const void *data, size_t len, char out[17]);
+/* The content hash of `len` bytes as checkpoints and reloads name a script (files.lua's
+ * content_hash): "crc32c:<8 hex digits>:<len>", into out[SH_STATUS_HASH_SIZE]. */
+#define SH_STATUS_HASH_SIZE 40
+void sh_status_hash(const void *data, size_t len, char out[SH_STATUS_HASH_SIZE]);
 
 #endif

@@ -2,13 +2,14 @@
 # python3-prometheus-client), /api/v1 JSON in the shape of Spark's streaming REST API, and the
 # HTTP server under malformed requests (fuzzed request lines and headers) on real sockets.
 import json
+import os
 import random
 import re
 import unittest
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from uihelpers import Job, raw_request, wait_until
+from uihelpers import ROOT, Job, raw_request, wait_until
 
 
 class MetricsAndApi(unittest.TestCase):
@@ -69,7 +70,9 @@ class MetricsAndApi(unittest.TestCase):
         info = fams["streamhost_info"].samples[0].labels
         self.assertEqual(info["app"], "UiSpecJob")
         self.assertTrue(info["script"].endswith("ui_job.lua"))
-        self.assertRegex(info["script_hash"], r"^[0-9a-f]{16}$")
+        self.assertRegex(info["script_hash"], r"^crc32c:[0-9a-f]{8}:[0-9]+$")
+        # The same form as checkpoints and reloads name a script: its length is the file's.
+        self.assertEqual(int(info["script_hash"].rsplit(":", 1)[1]), os.path.getsize(os.path.join(ROOT, info["script"])))
         # Labels name streams and results, never a batch.
         for f in fams.values():
             for s in f.samples:
