@@ -187,7 +187,7 @@ function M.open(ssc)
     local wal = tostring(sc._conf:get(WAL_SETTING, "false")):lower() == "true"
         or (recovery and recovery.wal) or false
     local ck = setmetatable({
-        ssc = ssc, dir = dir, graph_bytes = buffer.encode(g), script = script_info(),
+        ssc = ssc, dir = dir, graph_bytes = buffer.encode(g), initial = initial, script = script_info(),
         seq = recovery and recovery.seq or 0, jobs = {}, state_files = {},
         stateful = stateful, interval_ms = state_interval(stateful, ssc._batch_ms),
         wal = wal, last_generated = recovery and recovery.last_generated or nil,
@@ -245,8 +245,23 @@ function Checkpointer:keep_from()
     return (self.last_completed or ssc._zero_ms) - reach
 end
 
+-- The graph as of now: driver functions are packed again at every write, so the values they
+-- capture (a running total, a lookup table) come back as of the last checkpoint, as pyspark
+-- pickles the graph at each one. One that cannot be packed any more (it came to capture an
+-- RDD, say) is reported and the last good graph is written.
+function Checkpointer:repack()
+    local ok, g = pcall(graph.pack, self.ssc, self.initial)
+    if ok then
+        self.graph_bytes = buffer.encode(g)
+        self.reported.graph = nil
+    else
+        self:report("graph", "cannot pack the graph: " .. tostring(g))
+    end
+end
+
 function Checkpointer:metadata()
     local ssc = self.ssc
+    self:repack()
     local sources = {}
     for _, d in ipairs(ssc._inputs) do
         local s = d._source
@@ -436,6 +451,7 @@ function Checkpointer:rebind(ssc, path)
         if d._initial then error("a reloaded stream with an initial RDD cannot be checkpointed", 0) end
     end
     self.graph_bytes = buffer.encode(graph.pack(ssc, {}))
+    self.initial = {}
     self.ssc = ssc
     self.stateful = stateful
     self.interval_ms = state_interval(stateful, ssc._batch_ms)

@@ -202,6 +202,56 @@ describe("getOrCreate with checkpoint data", function()
         across_recovery(dir, setup, "abc\n", "ABC", "xyz\n", "XYZ")
     end)
 
+    it("brings back the values driver functions capture as of the last checkpoint (pyspark pickles at each)", function()
+        -- The output keeps a running count of lines in an upvalue; recovered, it goes on from
+        -- the count it had, not from the 0 it started with.
+        local setup = function()
+            local ssc = helpers.ssc(0.1)
+            local seen = 0
+            local path = dir .. "/state"
+            ssc:textFileStream(dir .. "/in"):foreachRDD(function(rdd)
+                local n = rdd:count()
+                if n == 0 then return end
+                seen = seen + n
+                helpers.write_file(path, "seen " .. seen)
+            end)
+            return ssc
+        end
+        across_recovery(dir, setup, "a\nb\nc\n", "seen 3", "d\ne\n", "seen 5")
+    end)
+
+    it("a driver function that comes to capture an RDD is reported; the last good graph is kept", function()
+        local errors = {}
+        local L = sh.StreamingListener()
+        function L:onCheckpointError(e) errors[#errors + 1] = e end
+        local setup = function()
+            local ssc = helpers.ssc(0.1)
+            local last
+            local path = dir .. "/state"
+            ssc:textFileStream(dir .. "/in"):foreachRDD(function(rdd)
+                if rdd:count() == 0 then return end
+                last = rdd  -- an RDD cannot be checkpointed (pyspark's pickling refuses it too)
+                helpers.write_file(path, "kept " .. tostring(last ~= nil))
+            end)
+            return ssc
+        end
+        local ssc = sh.StreamingContext.getOrCreate(dir .. "/cp", setup)
+        ssc:addStreamingListener(L)
+        ssc:start()
+        drop(dir .. "/in", "a", "x\n")
+        helpers.wait_for(ssc, function() return #errors > 0 end, 15)
+        ssc:stop(false, true)
+        assert.is_true(#errors > 0, "no checkpoint error reported")
+        assert.are.equal("graph", errors[1].kind)
+        assert.matches("RDD", errors[1].message)
+        -- The last good graph (from before the RDD was captured) recovers.
+        local again = sh.StreamingContext.getOrCreate(dir .. "/cp", function() error("setup was called") end)
+        drop(dir .. "/in", "b", "y\n")
+        again:start()
+        helpers.wait_for(again, function() return helpers.read_file(dir .. "/state") == "kept true" end, 15)
+        again:stop(false, true)
+    end)
+
     it("brings back an incremental window, whose old batches leave it after recovery", function()
         local setup = function()
             local ssc = helpers.ssc(0.1)
