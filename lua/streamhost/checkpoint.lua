@@ -310,7 +310,7 @@ function Checkpointer:generated(batch)
                     for i, b in ipairs(blocks) do descs[i] = describe(b) end
                     local j = new_job(s.wal.dir, WAL .. t, { time = t, blocks = descs }, blocks)
                     batch.hold = (batch.hold or 0) + 1
-                    self:submit(j, { kind = "wal", batch = batch })
+                    self:submit(j, { kind = "wal", batch = batch, source = s, time = t })
                 end
             end
         end
@@ -375,7 +375,11 @@ function Checkpointer:poll()
                                     written = C.sh_ffi_now() }
                 stats.writes = stats.writes + 1
             end
-            if job.kind == "wal" then job.batch.hold = job.batch.hold - 1 end
+            if job.kind == "wal" then
+                job.batch.hold = job.batch.hold - 1
+                -- A receiver that answers its senders only once their records are logged.
+                if job.source.wal_written then pcall(job.source.wal_written, job.source, job.time, rc == 0) end
+            end
             if rc ~= 0 then
                 self:report(job.kind, msg or ("error " .. rc))
                 if job.kind == "state" then self.state_due = true end
