@@ -41,7 +41,6 @@ typedef struct pconn_s {
     int tcp_open;
     int handshaken, send_protocol;
     int empty_ack;            /* the ack sent is for an empty batch */
-    int failing;              /* an error was reported since the last good batch */
     uint64_t backoff;
     uint32_t serial;
     const char *pending;      /* the message awaiting its response */
@@ -65,6 +64,8 @@ struct sh_flume_poll_s {
     int naddrs;
     struct sockaddr_storage *addrs;
     char (*names)[80];
+    char *down;               /* per address: a connection problem was reported, not yet over */
+    char *erring;             /* per address: an error batch was reported, no good batch since */
     int nconns;
     pconn_t *conns;
     sh_flume_events_t events;
@@ -97,6 +98,8 @@ static void maybe_free(sh_flume_poll_t *p)
     sh_free(p->conns);
     sh_free(p->addrs);
     sh_free(p->names);
+    sh_free(p->down);
+    sh_free(p->erring);
     sh_free(p);
 }
 
@@ -122,15 +125,16 @@ static const char *name_of(pconn_t *c)
     return c->owner->names[c->addr];
 }
 
-/* Reports (once until the next good batch) and drops the connection; it is made again. */
+/* Reports (once for the address until a connection to it succeeds) and drops the
+ * connection; it is made again after the backoff. */
 static void fail(pconn_t *c, const char *fmt, const char *detail)
 {
     char buf[400];
 
-    if (!c->failing) {
+    if (!c->owner->down[c->addr]) {
         snprintf(buf, sizeof buf, fmt, detail);
         sh_flume_events_push(&c->owner->events, "sink %s: %s", name_of(c), buf);
-        c->failing = 1;
+        c->owner->down[c->addr] = 1;
     }
     if (c->tcp_open && c->state != ST_CLOSING) {
         c->state = ST_CLOSING;
@@ -223,9 +227,9 @@ static void got_batch(pconn_t *c, sh_avro_in_t *in)
     if (in->err == NULL && elen > 0) {
         /* The sink had nothing or failed: reported once, asked again after a pause. */
         snprintf(detail, sizeof detail, "%.*s", (int) (elen > 250 ? 250 : elen), (const char *) emsg);
-        if (!c->failing)
+        if (!p->erring[c->addr])
             sh_flume_events_push(&p->events, "sink %s: error batch: %s", name_of(c), detail);
-        c->failing = 1;
+        p->erring[c->addr] = 1;
         c->state = ST_IDLE;
         uv_timer_start(&c->timer, on_wait_done, BACKOFF_MIN_MS, 0);
         return;
@@ -239,11 +243,8 @@ static void got_batch(pconn_t *c, sh_avro_in_t *in)
     }
     memcpy(c->seq, seq, slen);
     c->seq[slen] = '\0';
-    if (c->failing) {
-        sh_flume_events_push(&p->events, "receiving again");
-        c->failing = 0;
-    }
-    c->backoff = BACKOFF_MIN_MS;
+    if (count > 0)
+        p->erring[c->addr] = 0;
     if (count > 0 && (p->sched == NULL || sh_sched_input_append(p->sched, p->input, c->block.data,
                                                                 c->block.len, (uint32_t) count))) {
         sh_flume_events_push(&p->events, "sink %s: %s: batch %s nacked", name_of(c),
@@ -365,6 +366,11 @@ static void on_connect(uv_connect_t *req, int status)
         fail(c, "cannot connect: %s", uv_strerror(status));
         return;
     }
+    if (c->owner->down[c->addr]) {
+        sh_flume_events_push(&c->owner->events, "receiving again");
+        c->owner->down[c->addr] = 0;
+    }
+    c->backoff = BACKOFF_MIN_MS;
     sh_flume_stream_free(&c->stream);
     sh_flume_stream_init(&c->stream, 0);
     c->handshaken = 0;
@@ -427,10 +433,13 @@ SH_EXPORT sh_flume_poll_t *sh_ffi_flume_poll_open(sh_host_t *h, sh_sched_t *sche
     *errmsg = NULL;
     if (p == NULL || (p->addrs = sh_calloc((size_t) n, sizeof *p->addrs)) == NULL ||
         (p->names = sh_calloc((size_t) n, sizeof *p->names)) == NULL ||
+        (p->down = sh_calloc((size_t) n, 1)) == NULL || (p->erring = sh_calloc((size_t) n, 1)) == NULL ||
         (p->conns = sh_calloc((size_t) n * (size_t) parallelism, sizeof *p->conns)) == NULL) {
         if (p) {
             sh_free(p->addrs);
             sh_free(p->names);
+            sh_free(p->down);
+            sh_free(p->erring);
             sh_free(p);
         }
         *errmsg = sh__strdup("out of memory");
@@ -451,6 +460,8 @@ SH_EXPORT sh_flume_poll_t *sh_ffi_flume_poll_open(sh_host_t *h, sh_sched_t *sche
             sh_free(p->conns);
             sh_free(p->addrs);
             sh_free(p->names);
+            sh_free(p->down);
+            sh_free(p->erring);
             sh_free(p);
             return NULL;
         }

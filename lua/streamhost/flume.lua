@@ -73,6 +73,10 @@ local function receiver(ssc, spec, decode_id)
         end
         if r == nil then error(self.name .. ": " .. tostring(shffi.take_string(err_out[0])), 0) end
         self.recv = r
+        if push and spec.port == 0 then  -- named by the port the system picked
+            self.location = string.format("%s:%d", spec.hostname, C.sh_ffi_flume_push_port(r))
+            self.name = string.format("FlumeReceiver(%s)", self.location)
+        end
     end
     -- The port a push receiver listens on (the one the system picked for port 0); an extension.
     function source.port(self)

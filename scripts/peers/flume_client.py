@@ -11,7 +11,8 @@ up to M events; every answer must be OK (exit status 1 otherwise). Bodies mix UT
 binary bytes, some events have no headers. With --expect, one line per event is appended to
 FILE: the body in hex, a space, the headers (sorted key NUL value NUL ...) in hex.
 half: one good appendBatch (answered OK), then half a frame of the next, and the connection
-closes. malformed: one good appendBatch, then a frame whose Avro is garbage (a negative body
+closes. badframe: the same, then a frame header announcing 2^32-16 buffers; the server must
+close the connection. malformed: one good appendBatch, then a frame whose Avro is garbage (a negative body
 length); the server must close the connection. bench: the lines of --text (a file) as events
 in appendBatch calls of M, as fast as answers come. --unknown-hash: the first handshake offers a
 hash the server cannot know, so it must answer NONE with its protocol; the client then sends
@@ -127,7 +128,7 @@ def main():
         return
 
     i, calls, n = args.first, 0, args.first + args.events
-    if args.mode in ("half", "malformed"):
+    if args.mode in ("half", "malformed", "badframe"):
         n = args.first + min(args.events, args.batch)
     while i < n:
         if calls % 3 == 0:
@@ -149,6 +150,14 @@ def main():
         try:
             c.conn.recv_frame()
             sys.exit("flume_client: the server answered a malformed request")
+        except (EOFError, ConnectionError):
+            pass
+    elif args.mode == "badframe":
+        # A frame header announcing 4294967280 buffers.
+        c.conn.send_raw(bytes([0, 0, 0, c.serial + 1, 0xff, 0xff, 0xff, 0xf0]))
+        try:
+            c.conn.recv_frame()
+            sys.exit("flume_client: the server answered a malformed frame")
         except (EOFError, ConnectionError):
             pass
     c.conn.close()
