@@ -16,10 +16,12 @@ close the connection. malformed: one good appendBatch, then a frame whose Avro i
 length); the server must close the connection. bench: the lines of --text (a file) as events
 in appendBatch calls of M, as fast as answers come. --unknown-hash: the first handshake offers a
 hash the server cannot know, so it must answer NONE with its protocol; the client then sends
-its protocol. Prints "MATCH <BOTH|CLIENT>" after the handshake and "DONE <n>" at the end."""
+its protocol. --retry: a request answered FAILED is sent again (printing FAILED), as a Flume
+agent's sink does. Prints "MATCH <BOTH|CLIENT>" after the handshake and "DONE <n>" at the end."""
 import argparse
 import hashlib
 import sys
+import time
 
 import flume_avro as fa
 
@@ -100,16 +102,22 @@ def main():
     ap.add_argument("--expect")
     ap.add_argument("--text")
     ap.add_argument("--unknown-hash", action="store_true")
+    ap.add_argument("--retry", action="store_true")
     ap.add_argument("--mode", default="send")
     args = ap.parse_args()
     c = Client(args)
     expect = open(args.expect, "a") if args.expect else None
 
     def send(events, single=False):
-        if single:
-            status = c.call("append", {"event": events[0]})
-        else:
-            status = c.call("appendBatch", {"events": events})
+        while True:
+            if single:
+                status = c.call("append", {"event": events[0]})
+            else:
+                status = c.call("appendBatch", {"events": events})
+            if status != "FAILED" or not args.retry:
+                break
+            print("FAILED", flush=True)  # as a Flume agent does: the same events again, later
+            time.sleep(0.1)
         if status != "OK":
             sys.exit("flume_client: answer %s" % status)
         if expect:

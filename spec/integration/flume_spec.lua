@@ -262,3 +262,63 @@ describe("FlumeUtils.createPollingStream (a client of python3-avro sinks over TC
         assert.is_nil(s2.text():find("BAD"))
     end)
 end)
+
+describe("FlumeUtils with the write-ahead log", function()
+    local ssc, peers, dir = nil, {}, nil
+    local WAL = "spark.streaming.receiver.writeAheadLog.enable"
+    after_each(function()
+        for _, p in ipairs(peers) do p.quit() end
+        peers = {}
+        if ssc then ssc:stop(false, false); ssc = nil end
+        helpers.sc()._conf:set(WAL, "false")
+        if dir then os.execute("rm -rf '" .. dir .. "'") end
+    end)
+
+    it("answers OK and acks only once the batch is logged: a log that cannot be written makes FAILED and nack, and the events come again", function()
+        local s1 = peer("flume_sink.py", "--events 40 --first 700")
+        peers[#peers + 1] = s1
+        assert.is_true(helpers.wait_for(helpers.ssc(0.2), function() return s1.text():find("PORT %d+") ~= nil end, 10))
+        local sport = tonumber(s1.text():match("PORT (%d+)"))
+        helpers.sc()._conf:set(WAL, "true")
+        dir = helpers.tmpdir()
+        ssc = helpers.ssc(0.2)
+        ssc:checkpoint(dir)
+        local push = sh.FlumeUtils.createStream(ssc, "127.0.0.1", 0)
+        local poll = sh.FlumeUtils.createPollingStream(ssc, { "127.0.0.1:" .. sport }, nil, 10, 1)
+        local st = {}
+        collect(push:union(poll), st)
+        ssc:start()
+        -- The log's directories become files: every log write fails until they come back.
+        local function break_log(on)
+            for id = 0, 1 do
+                local d = string.format("%s/receivedData/%d", dir, id)
+                os.execute(on and ("rm -rf '" .. d .. "' && touch '" .. d .. "'") or ("rm -f '" .. d .. "' && mkdir -p '" .. d .. "'"))
+            end
+        end
+        break_log(true)
+        local c = peer("flume_client.py", string.format("--port %d --events 30 --batch 10 --first 0 --retry", push._source:port()))
+        peers[#peers + 1] = c
+        assert.is_true(helpers.wait_for(ssc, function()
+            return c.text():find("FAILED") ~= nil and s1.text():find("NACK") ~= nil
+        end, 20), c.text() .. s1.text())
+        assert.is_nil(c.text():find("DONE"))         -- no OK while nothing could be logged
+        assert.is_nil(s1.text():find("\nACK "))      -- nor an ack
+        break_log(false)
+        assert.is_true(helpers.wait_for(ssc, function()
+            return c.text():find("DONE 30") ~= nil and s1.text():find("ALLACKED") ~= nil
+        end, 20), c.text() .. s1.text())
+        assert.is_nil(s1.text():find("BAD"))
+        -- Every event arrived (at least once: the ones answered FAILED were in batches too).
+        local seen = {}
+        for _, r in ipairs(st.records) do
+            local id = tonumber(r[2]:match("^s(%d+):")) or tonumber((r[1].seq)) or tonumber(r[2]:match("^event (%d+) "))
+            if id == nil and r[2]:byte(1) then id = r[2]:byte(1) end  -- a binary body: its first byte is i % 256
+            seen[id] = true
+        end
+        for i = 0, 29 do assert.is_true(seen[i], "push event " .. i) end
+        for i = 700, 739 do assert.is_true(seen[i], "sink event " .. i) end
+        -- And the log holds batches of both streams.
+        assert.is_true(#helpers.glob(dir .. "/receivedData/0", "^wal%-") > 0)
+        assert.is_true(#helpers.glob(dir .. "/receivedData/1", "^wal%-") > 0)
+    end)
+end)
