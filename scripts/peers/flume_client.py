@@ -4,7 +4,7 @@
 every answer.
 
   flume_client.py --port P [--host H] [--compress] [--events N] [--batch M] [--first I]
-                  [--unknown-hash] [--expect FILE] [--mode send|half|malformed|bench]
+                  [--unknown-hash] [--expect FILE] [--mode send|half|malformed|text]
 
 send: N events numbered from I, as `append` calls (every third call) and `appendBatch` calls of
 up to M events; every answer must be OK (exit status 1 otherwise). Bodies mix UTF-8 text and
@@ -13,8 +13,8 @@ FILE: the body in hex, a space, the headers (sorted key NUL value NUL ...) in he
 half: one good appendBatch (answered OK), then half a frame of the next, and the connection
 closes. badframe: the same, then a frame header announcing 2^32-16 buffers; the server must
 close the connection. malformed: one good appendBatch, then a frame whose Avro is garbage (a negative body
-length); the server must close the connection. bench: the lines of --text (a file) as events
-in appendBatch calls of M, as fast as answers come. --unknown-hash: the first handshake offers a
+length); the server must close the connection. text: the lines of --text (a file) as events
+in appendBatch calls of M (headers empty), as fast as answers come. --unknown-hash: the first handshake offers a
 hash the server cannot know, so it must answer NONE with its protocol; the client then sends
 its protocol. --retry: a request answered FAILED is sent again (printing FAILED), as a Flume
 agent's sink does. Prints "MATCH <BOTH|CLIENT>" after the handshake and "DONE <n>" at the end."""
@@ -125,7 +125,7 @@ def main():
                 expect.write(describe(ev) + "\n")
             expect.flush()
 
-    if args.mode == "bench":
+    if args.mode == "text":
         sent = 0
         with open(args.text, "rb") as f:
             lines = [ln.rstrip(b"\n") for ln in f]
