@@ -181,7 +181,14 @@ static void put_u32(sh_buf_t *b, size_t v)
     sh_buf_add(b, (const char *) &u, 4);
 }
 
-/* One event {headers: map<string>, body: bytes} into . */
+/* A string or bytes read (NULL after an error) into out. */
+static void add_bytes(sh_buf_t *out, const uint8_t *p, size_t len)
+{
+    if (p != NULL && len > 0)
+        sh_buf_add(out, (const char *) p, len);
+}
+
+/* One event {headers: map<string>, body: bytes} into out, in the SH_BLOB_FLUME layout. */
 static void get_event(sh_avro_in_t *in, sh_buf_t *out)
 {
     size_t at = out->len, nheaders = 0, len;
@@ -193,15 +200,15 @@ static void get_event(sh_avro_in_t *in, sh_buf_t *out)
         for (; n > 0 && in->err == NULL; n--) {
             p = sh_avro_get_bytes(in, &len);
             put_u32(out, len);
-            sh_buf_add(out, (const char *) p, len);
+            add_bytes(out, p, len);
             p = sh_avro_get_bytes(in, &len);
             put_u32(out, len);
-            sh_buf_add(out, (const char *) p, len);
+            add_bytes(out, p, len);
             nheaders++;
         }
     p = sh_avro_get_bytes(in, &len);
     put_u32(out, len);
-    sh_buf_add(out, (const char *) p, len);
+    add_bytes(out, p, len);
     if (!out->oom) {
         uint32_t u = (uint32_t) nheaders;
         memcpy(out->data + at, &u, 4);
