@@ -1,6 +1,10 @@
 /* sh_flume.h: what the Flume connector's files share: the SH_BLOB_FLUME block layout, Avro's
  * binary encoding as the two protocols use it, the Avro RPC handshake, Avro's Netty framing
- * (with the optional zlib stream), and the receivers' event queue. */
+ * (with the optional zlib stream), and the receivers' event queue.
+ * Thread contract for everything here: the caller owns the objects it passes (cursors,
+ * buffers, streams, queues) and uses each from one thread at a time (the receivers: the loop
+ * thread); the only shared state is the two protocols' hashes and the handshake schemas,
+ * made once under a once-guard and read-only after. */
 #ifndef SH_FLUME_H
 #define SH_FLUME_H
 

@@ -7,6 +7,7 @@
 #include "sh_host.h"
 #include "sh_sched.h"
 
+#include <netdb.h>
 #include <stdio.h>
 #include <string.h>
 #include <uv.h>
@@ -382,7 +383,8 @@ static void on_listener_closed(uv_handle_t *h)
     maybe_free(s);
 }
 
-/* Listens on host:port (port 0: one the system picks; see sh_ffi_flume_push_port) and feeds
+/* Listens on host:port (an IP address, or a name resolved to its first address; port 0: one
+ * the system picks, see sh_ffi_flume_push_port) and feeds
  * input `input` of `sched` with the events clients send, from the loop of h. compress: the
  * connections are zlib streams. deferred: a request is answered OK only once
  * sh_ffi_flume_push_release says its records are in the write-ahead log; otherwise once they
@@ -401,9 +403,21 @@ SH_EXPORT sh_flume_push_t *sh_ffi_flume_push_open(sh_host_t *h, sh_sched_t *sche
     *errmsg = NULL;
     if (uv_ip4_addr(host, port, (struct sockaddr_in *) &addr) &&
         uv_ip6_addr(host, port, (struct sockaddr_in6 *) &addr)) {
-        snprintf(buf, sizeof buf, "cannot listen on %s:%d: the host must be an IP address", host, port);
-        *errmsg = sh__strdup(buf);
-        return NULL;
+        /* A host name: resolved here, once (blocking), to its first address. */
+        struct addrinfo hints, *ai = NULL;
+        char portstr[16];
+
+        memset(&hints, 0, sizeof hints);
+        hints.ai_socktype = SOCK_STREAM;
+        hints.ai_flags = AI_PASSIVE;
+        snprintf(portstr, sizeof portstr, "%d", port);
+        if ((rc = getaddrinfo(host, portstr, &hints, &ai)) != 0 || ai == NULL) {
+            snprintf(buf, sizeof buf, "cannot listen on %s:%d: %s", host, port, gai_strerror(rc));
+            *errmsg = sh__strdup(buf);
+            return NULL;
+        }
+        memcpy(&addr, ai->ai_addr, ai->ai_addrlen);
+        freeaddrinfo(ai);
     }
     s = sh_calloc(1, sizeof *s);
     if (s == NULL) {

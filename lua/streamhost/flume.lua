@@ -144,7 +144,7 @@ end
 -- log when it is on), as every receiver's.
 function FlumeUtils.createStream(ssc, hostname, port, storageLevel, enableDecompression, bodyDecoder) -- luacheck: ignore storageLevel
     local what = "FlumeUtils.createStream"
-    if type(hostname) ~= "string" or hostname == "" then error(what .. " expects a hostname (an IP address to listen on)", 2) end
+    if type(hostname) ~= "string" or hostname == "" then error(what .. " expects a hostname (the address to listen on)", 2) end
     port = check_port(port, what, 2)
     if enableDecompression ~= nil and type(enableDecompression) ~= "boolean" then
         error(what .. " expects enableDecompression as a boolean, got " .. type(enableDecompression), 2)
