@@ -100,7 +100,7 @@ class Conn:
         self.sock.close()
 
 
-def encode(schema, datum, enc=None):
+def encode(schema, datum):
     out = io.BytesIO()
     avro.io.DatumWriter(schema).write(datum, avro.io.BinaryEncoder(out))
     return out.getvalue()
