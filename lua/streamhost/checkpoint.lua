@@ -261,12 +261,13 @@ function Checkpointer:submit(j, what)
     return id
 end
 
--- t: the batch time the metadata is written for (generated or completed).
-function Checkpointer:write_metadata(t)
+-- t: the batch time the metadata is written for (generated or completed); logged: the write-
+-- ahead log entries of batch t whose sources hear when this is written (see generated).
+function Checkpointer:write_metadata(t, logged)
     self.seq = self.seq + 1
     local j = new_job(self.dir, META .. self.seq, self:metadata())
     C.sh_ffi_ckpt_job_keep_newest(j, META, KEEP_META)
-    self:submit(j, { kind = "metadata", time = t })
+    self:submit(j, { kind = "metadata", time = t, logged = logged })
 end
 
 -- The state of every stateful stream as of now (after batch t committed).
@@ -296,9 +297,12 @@ function Checkpointer:write_state(t)
 end
 
 -- Batch generated: its receivers' blocks go to the write-ahead log first (the batch waits for
--- them: batch.hold), then the metadata.
+-- them: batch.hold), then the metadata. A receiver that answers its senders once their records
+-- are logged (source.wal_written) hears of it when the metadata naming the batch is written
+-- too (the writer keeps order), so a recovery knows to run the batch again.
 function Checkpointer:generated(batch)
     local t = batch.time
+    local logged
     if self.wal and batch.rec ~= nil then
         local sources = require "streamhost.sources"
         for _, d in ipairs(self.ssc._inputs) do
@@ -310,13 +314,15 @@ function Checkpointer:generated(batch)
                     for i, b in ipairs(blocks) do descs[i] = describe(b) end
                     local j = new_job(s.wal.dir, WAL .. t, { time = t, blocks = descs }, blocks)
                     batch.hold = (batch.hold or 0) + 1
-                    self:submit(j, { kind = "wal", batch = batch, source = s, time = t })
+                    local entry = { source = s, ok = true }
+                    if s.wal_written then logged = logged or {}; logged[#logged + 1] = entry end
+                    self:submit(j, { kind = "wal", batch = batch, entry = entry })
                 end
             end
         end
     end
     if self.last_generated == nil or t > self.last_generated then self.last_generated = t end
-    self:write_metadata(t)
+    self:write_metadata(t, logged)
 end
 
 function Checkpointer:due(t)
@@ -377,8 +383,10 @@ function Checkpointer:poll()
             end
             if job.kind == "wal" then
                 job.batch.hold = job.batch.hold - 1
-                -- A receiver that answers its senders only once their records are logged.
-                if job.source.wal_written then pcall(job.source.wal_written, job.source, job.time, rc == 0) end
+                if rc ~= 0 then job.entry.ok = false end
+            end
+            for _, e in ipairs(job.logged or {}) do  -- receivers answering once logged
+                pcall(e.source.wal_written, e.source, job.time, e.ok and rc == 0)
             end
             if rc ~= 0 then
                 self:report(job.kind, msg or ("error " .. rc))

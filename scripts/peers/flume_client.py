@@ -17,7 +17,7 @@ length); the server must close the connection. text: the lines of --text (a file
 in appendBatch calls of M (headers empty), as fast as answers come. --unknown-hash: the first handshake offers a
 hash the server cannot know, so it must answer NONE with its protocol; the client then sends
 its protocol. --retry: a request answered FAILED is sent again (printing FAILED), as a Flume
-agent's sink does. Prints "MATCH <BOTH|CLIENT>" after the handshake and "DONE <n>" at the end."""
+agent's sink does. resilient: see resilient(). Prints "MATCH <BOTH|CLIENT>" after the handshake and "DONE <n>" at the end."""
 import argparse
 import hashlib
 import sys
@@ -91,6 +91,32 @@ class Client:
             return status
 
 
+def resilient(args):
+    """Events with body e<id> and header id, in appendBatch calls of --batch; a call that is not
+    answered OK (refused connection, a connection lost, FAILED) is sent again on a new connection
+    until it is, as a Flume agent does when its Avro source goes away; prints OK <n> after each."""
+    deadline = time.time() + 120
+    i, n, c = args.first, args.first + args.events, None
+    while i < n:
+        evs = [{"headers": {"id": str(j)}, "body": b"e%d" % j} for j in range(i, min(n, i + args.batch))]
+        status = None
+        try:
+            if c is None:
+                c = Client(args)
+            status = c.call("appendBatch", {"events": evs})
+        except (OSError, EOFError):
+            c = None
+        if status == "OK":
+            i += len(evs)
+            print("OK", i - args.first, flush=True)
+            time.sleep(args.pause)
+        elif time.time() > deadline:
+            sys.exit("flume_client: gave up at event %d" % i)
+        else:
+            time.sleep(0.05)
+    print("DONE", n - args.first, flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--host", default="127.0.0.1")
@@ -104,7 +130,11 @@ def main():
     ap.add_argument("--unknown-hash", action="store_true")
     ap.add_argument("--retry", action="store_true")
     ap.add_argument("--mode", default="send")
+    ap.add_argument("--pause", type=float, default=0.0)
     args = ap.parse_args()
+    if args.mode == "resilient":
+        resilient(args)
+        return
     c = Client(args)
     expect = open(args.expect, "a") if args.expect else None
 
