@@ -2,7 +2,7 @@
 PREFIX   ?= /usr/local
 BUILD    ?= build
 CC       ?= cc
-PKGS     := luajit libuv rdkafka
+PKGS     := luajit libuv rdkafka avro-c zlib libcrypto
 SANITIZE ?=
 
 BASE_CPPFLAGS := -D_GNU_SOURCE -Ihost
@@ -24,7 +24,9 @@ HOST_SRCS := host/sh_blob.c host/sh_util.c host/sh_lua.c host/sh_pool.c host/sh_
              host/sh_buf.c host/sh_status.c host/sh_http.c host/sh_api.c host/sh_metrics.c host/sh_ui.c \
              host/sh_ops.c host/sh_embed.c host/sh_events.c \
              connectors/socket/sh_in_socket.c connectors/kafka/sh_in_kafka.c \
-             connectors/kafka/sh_in_kafka_recv.c connectors/kafka/sh_in_kafka_zk.c
+             connectors/kafka/sh_in_kafka_recv.c connectors/kafka/sh_in_kafka_zk.c \
+             connectors/flume/sh_flume_avro.c connectors/flume/sh_flume_frame.c \
+             connectors/flume/sh_in_flume_push.c connectors/flume/sh_in_flume_poll.c
 MAIN_SRC  := host/sh_main.c
 
 OBJDIR    := $(BUILD)/obj$(if $(SANITIZE),-asan)

@@ -281,14 +281,13 @@ function Checkpointer:submit(j, what)
     return id
 end
 
--- t: the batch time the metadata is written for (generated or completed).
-function Checkpointer:write_metadata(t)
+-- t: the batch time the metadata is written for (generated or completed); logged: the write-
+-- ahead log entries of batch t whose sources hear when this is written (see generated).
+function Checkpointer:write_metadata(t, logged)
     self.seq = self.seq + 1
     local j = new_job(self.dir, META .. self.seq, self:metadata())
     C.sh_ffi_ckpt_job_keep_newest(j, META, KEEP_META)
-    local what = { kind = "metadata", time = t }
-    self:submit(j, what)
-    return what
+    self:submit(j, { kind = "metadata", time = t, logged = logged })
 end
 
 -- The state of every stateful stream as of now (after batch t committed).
@@ -318,12 +317,13 @@ function Checkpointer:write_state(t)
 end
 
 -- Batch generated: its receivers' blocks go to the write-ahead log first (the batch waits for
--- them: batch.hold), then the metadata. Once both are on disk (the writer keeps order), a
--- receiver that can be asked again (Kafka's group) may let its source forget the blocks:
--- source:logged(t), unless a log write of the batch failed.
+-- them: batch.hold), then the metadata. A receiver that answers its senders once their records
+-- are logged (source.wal_written: Flume's OK, Kafka's group commit) hears of it when the
+-- metadata naming the batch is written too (the writer keeps order), so a recovery knows to
+-- run the batch again.
 function Checkpointer:generated(batch)
     local t = batch.time
-    local logged = false
+    local logged
     if self.wal and batch.rec ~= nil then
         local sources = require "streamhost.sources"
         for _, d in ipairs(self.ssc._inputs) do
@@ -335,15 +335,15 @@ function Checkpointer:generated(batch)
                     for i, b in ipairs(blocks) do descs[i] = describe(b) end
                     local j = new_job(s.wal.dir, WAL .. t, { time = t, blocks = descs }, blocks)
                     batch.hold = (batch.hold or 0) + 1
-                    self:submit(j, { kind = "wal", batch = batch })
-                    logged = true
+                    local entry = { source = s, ok = true }
+                    if s.wal_written then logged = logged or {}; logged[#logged + 1] = entry end
+                    self:submit(j, { kind = "wal", batch = batch, entry = entry })
                 end
             end
         end
     end
     if self.last_generated == nil or t > self.last_generated then self.last_generated = t end
-    local meta = self:write_metadata(t)
-    if logged then meta.logged = batch end
+    self:write_metadata(t, logged)
 end
 
 function Checkpointer:due(t)
@@ -404,13 +404,10 @@ function Checkpointer:poll()
             end
             if job.kind == "wal" then
                 job.batch.hold = job.batch.hold - 1
-                if rc ~= 0 then job.batch.wal_failed = true end
+                if rc ~= 0 then job.entry.ok = false end
             end
-            if job.logged and rc == 0 and not job.logged.wal_failed then
-                for _, d in ipairs(self.ssc._inputs) do
-                    local s = d._source
-                    if s.wal and s.logged then s:logged(job.logged.time) end
-                end
+            for _, e in ipairs(job.logged or {}) do  -- receivers answering once logged
+                pcall(e.source.wal_written, e.source, job.time, e.ok and rc == 0)
             end
             if rc ~= 0 then
                 self:report(job.kind, msg or ("error " .. rc))

@@ -116,6 +116,8 @@ function M.each(b, emit, from, to)
         for i = first, stop - 1 do emit(ffi_string(base + i * reclen, reclen)) end
     elseif kind == shffi.BLOB_KAFKA then  -- a Kafka receiver's block: {key, message} strings
         require("streamhost.kafka_read").each_message(b, function(_, key, value) emit({ key, value }) end)
+    elseif kind == shffi.BLOB_FLUME then  -- a Flume receiver's block: {headers, body}
+        require("streamhost.flume_read").each_event(b, emit)
     else
         error("blob of unknown kind " .. tostring(kind))
     end

@@ -149,6 +149,23 @@ int sh_ffi_kafka_recv_commit(sh_kafka_recv_t *r, const int32_t *topics, const in
 void sh_ffi_kafka_recv_close(sh_kafka_recv_t *r);
 sh_blob_t *sh_ffi_kafka_read(sh_kafka_t *k, const char *topic, int32_t partition, int64_t from,
                              int64_t until, int timeout_ms, char **errmsg);
+
+typedef struct sh_flume_push_s sh_flume_push_t;
+sh_flume_push_t *sh_ffi_flume_push_open(sh_host_t *h, sh_sched_t *sched, int input,
+                                        const char *host, int port, int compress, int deferred,
+                                        char **errmsg);
+int sh_ffi_flume_push_port(sh_flume_push_t *s);
+void sh_ffi_flume_push_release(sh_flume_push_t *s, double upto, int ok);
+int sh_ffi_flume_push_event(sh_flume_push_t *s, char **msg);
+void sh_ffi_flume_push_close(sh_flume_push_t *s);
+typedef struct sh_flume_poll_s sh_flume_poll_t;
+sh_flume_poll_t *sh_ffi_flume_poll_open(sh_host_t *h, sh_sched_t *sched, int input,
+                                        const char **hosts, const int *ports, int n,
+                                        int max_batch, int parallelism, int deferred,
+                                        char **errmsg);
+void sh_ffi_flume_poll_release(sh_flume_poll_t *p, double upto, int ok);
+int sh_ffi_flume_poll_event(sh_flume_poll_t *p, char **msg);
+void sh_ffi_flume_poll_close(sh_flume_poll_t *p);
 ]]
 
 local M = {
@@ -157,6 +174,7 @@ local M = {
     BLOB_LINES = 2,
     BLOB_FIXED = 3,
     BLOB_KAFKA = 4,  -- connectors/kafka/sh_in_kafka.h: offset, timestamp, key, value per record
+    BLOB_FLUME = 6,  -- connectors/flume/sh_flume.h: headers and body per event (5: Kinesis)
     FN_LOST = -1,  -- sh_ffi_fn_dropped_since: the caller fell behind the log (SH_FNREG_LOST)
 }
 

@@ -36,6 +36,7 @@ local lazy = {
     TopicAndPartition = function() return require("streamhost.kafka_types").TopicAndPartition end,
     Broker = function() return require("streamhost.kafka_types").Broker end,
     KafkaMessageAndMetadata = function() return require("streamhost.kafka_types").KafkaMessageAndMetadata end,
+    FlumeUtils = function() return require("streamhost.flume").FlumeUtils end,
 }
 
 return setmetatable(sh, {

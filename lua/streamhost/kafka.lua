@@ -439,7 +439,7 @@ local function receiver(ssc, zkQuorum, groupId, topics, kafkaParams, decode_id, 
     -- With the write-ahead log on, a batch's blocks on disk (and the metadata naming the batch)
     -- commit the offsets they end at: recovery reruns the batch from the log, and the group
     -- goes on after it (Spark's reliable receiver commits once a block is stored).
-    function source.logged(self, t) commit(self, t) end
+    function source.wal_written(self, t, ok) if ok then commit(self, t) end end
     -- Otherwise a batch that completed commits them (one that failed does not: its messages
     -- are read again by the group's next consumer).
     function source.batch_completed(self, _, ok, t)
