@@ -2,6 +2,9 @@
 #include "sh_events.h"
 #include "sh_common.h"
 
+#include <stdarg.h>
+#include <stdio.h>
+
 struct sh_event_s {
     sh_event_t *next;
     int kind;
@@ -30,6 +33,19 @@ void sh_events_push(sh_events_t *q, int kind, const char *msg)
         q->head = e;
     q->tail = e;
     q->n++;
+}
+
+void sh_events_pushf(sh_events_t *q, int kind, const char *fmt, ...)
+{
+    char buf[512];
+    va_list ap;
+
+    if (q->n >= SH_EVENTS_MAX)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    sh_events_push(q, kind, buf);
 }
 
 int sh_events_take(sh_events_t *q, int *kind, char **msg)

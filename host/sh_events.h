@@ -17,6 +17,10 @@ typedef struct sh_events_s {
  * short. */
 void sh_events_push(sh_events_t *q, int kind, const char *msg);
 
+/* sh_events_push of a printf-formatted message (cut at 511 bytes). */
+void sh_events_pushf(sh_events_t *q, int kind, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* Takes the oldest: 1 with *kind (may be NULL) and *msg (the caller frees it with sh_free, as
  * sh_ffi_free does), or 0 when empty. */
 int sh_events_take(sh_events_t *q, int *kind, char **msg);

@@ -1,6 +1,6 @@
 /* sh_flume.h: what the Flume connector's files share: the SH_BLOB_FLUME block layout, Avro's
  * binary encoding as the two protocols use it, the Avro RPC handshake, Avro's Netty framing
- * (with the optional zlib stream), and the receivers' event queue.
+ * (with the optional zlib stream).
  * Thread contract for everything here: the caller owns the objects it passes (cursors,
  * buffers, streams, queues) and uses each from one thread at a time (the receivers: the loop
  * thread); the only shared state is the two protocols' hashes and the handshake schemas,
@@ -111,20 +111,5 @@ int sh_flume_stream_frame(sh_flume_stream_t *s, uint32_t *serial, sh_buf_t *msg,
  * SH_ENOMEM. */
 int sh_flume_stream_encode(sh_flume_stream_t *s, uint32_t serial, const char *msg, size_t len,
                            char **out, size_t *outlen);
-
-/* -- The receivers' event queue (sh_flume_frame.c) --------------------------------------- */
-
-typedef struct sh_flume_event_s sh_flume_event_t;
-typedef struct {
-    sh_flume_event_t *head, *tail;
-    int n;
-} sh_flume_events_t;
-
-/* Queues a message (at most 64 wait; more are dropped) / takes the oldest: 1 with *msg (free
- * with sh_free), or 0 / frees them all. The owner's thread. */
-void sh_flume_events_push(sh_flume_events_t *q, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-int sh_flume_events_take(sh_flume_events_t *q, char **msg);
-void sh_flume_events_clear(sh_flume_events_t *q);
 
 #endif

@@ -1,10 +1,9 @@
 /* sh_flume_frame.c: one Flume connection's byte stream: Avro's Netty transport framing (serial,
  * buffer count, length-prefixed buffers, all big-endian), the optional zlib stream both ways
- * (Flume's NettyServer with compression), and the receivers' queue of event messages. */
+ * (Flume's NettyServer with compression). */
 #include "sh_flume.h"
 #include "sh_common.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -180,58 +179,4 @@ int sh_flume_stream_encode(sh_flume_stream_t *s, uint32_t serial, const char *ms
     *out = (char *) z;
     sh_free(frame);
     return 0;
-}
-
-/* -- Events --------------------------------------------------------------------------------- */
-
-struct sh_flume_event_s {
-    sh_flume_event_t *next;
-    char *msg;
-};
-
-void sh_flume_events_push(sh_flume_events_t *q, const char *fmt, ...)
-{
-    char buf[512];
-    sh_flume_event_t *e;
-    va_list ap;
-
-    if (q->n >= 64)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    e = sh_calloc(1, sizeof *e);
-    if (e == NULL || (e->msg = sh__strdup(buf)) == NULL) {
-        sh_free(e);
-        return;
-    }
-    if (q->tail)
-        q->tail->next = e;
-    else
-        q->head = e;
-    q->tail = e;
-    q->n++;
-}
-
-int sh_flume_events_take(sh_flume_events_t *q, char **msg)
-{
-    sh_flume_event_t *e = q->head;
-
-    if (e == NULL)
-        return 0;
-    q->head = e->next;
-    if (q->head == NULL)
-        q->tail = NULL;
-    q->n--;
-    *msg = e->msg;
-    sh_free(e);
-    return 1;
-}
-
-void sh_flume_events_clear(sh_flume_events_t *q)
-{
-    char *msg;
-
-    while (sh_flume_events_take(q, &msg))
-        sh_free(msg);
 }

@@ -4,6 +4,7 @@
  * in one scheduler input and then acking it (nacking what it could not store); reconnects
  * with backoff when a sink goes away. */
 #include "sh_flume.h"
+#include "sh_events.h"
 #include "sh_common.h"
 #include "sh_host.h"
 #include "sh_sched.h"
@@ -68,7 +69,7 @@ struct sh_flume_poll_s {
     char *erring;             /* per address: an error batch was reported, no good batch since */
     int nconns;
     pconn_t *conns;
-    sh_flume_events_t events;
+    sh_events_t events;
 };
 
 static void start_connect(pconn_t *c);
@@ -94,7 +95,7 @@ static void maybe_free(sh_flume_poll_t *p)
         sh_buf_close(&c->out);
         sh_buf_close(&c->req_args);
     }
-    sh_flume_events_clear(&p->events);
+    sh_events_clear(&p->events);
     sh_free(p->conns);
     sh_free(p->addrs);
     sh_free(p->names);
@@ -133,7 +134,7 @@ static void fail(pconn_t *c, const char *fmt, const char *detail)
 
     if (!c->owner->down[c->addr]) {
         snprintf(buf, sizeof buf, fmt, detail);
-        sh_flume_events_push(&c->owner->events, "sink %s: %s", name_of(c), buf);
+        sh_events_pushf(&c->owner->events, 0, "sink %s: %s", name_of(c), buf);
         c->owner->down[c->addr] = 1;
     }
     if (c->tcp_open && c->state != ST_CLOSING) {
@@ -228,7 +229,7 @@ static void got_batch(pconn_t *c, sh_avro_in_t *in)
         /* The sink had nothing or failed: reported once, asked again after a pause. */
         snprintf(detail, sizeof detail, "%.*s", (int) (elen > 250 ? 250 : elen), (const char *) emsg);
         if (!p->erring[c->addr])
-            sh_flume_events_push(&p->events, "sink %s: error batch: %s", name_of(c), detail);
+            sh_events_pushf(&p->events, 0, "sink %s: error batch: %s", name_of(c), detail);
         p->erring[c->addr] = 1;
         c->state = ST_IDLE;
         uv_timer_start(&c->timer, on_wait_done, BACKOFF_MIN_MS, 0);
@@ -247,7 +248,7 @@ static void got_batch(pconn_t *c, sh_avro_in_t *in)
         p->erring[c->addr] = 0;
     if (count > 0 && (p->sched == NULL || sh_sched_input_append(p->sched, p->input, c->block.data,
                                                                 c->block.len, (uint32_t) count))) {
-        sh_flume_events_push(&p->events, "sink %s: %s: batch %s nacked", name_of(c),
+        sh_events_pushf(&p->events, 0, "sink %s: %s: batch %s nacked", name_of(c),
                              p->sched ? "out of memory" : "stopped", c->seq);
         send_seq(c, "nack");
         return;
@@ -367,7 +368,7 @@ static void on_connect(uv_connect_t *req, int status)
         return;
     }
     if (c->owner->down[c->addr]) {
-        sh_flume_events_push(&c->owner->events, "receiving again");
+        sh_events_pushf(&c->owner->events, 0, "receiving again");
         c->owner->down[c->addr] = 0;
     }
     c->backoff = BACKOFF_MIN_MS;
@@ -515,7 +516,7 @@ SH_EXPORT void sh_ffi_flume_poll_release(sh_flume_poll_t *p, double upto, int ok
  * 1 with *msg (free with sh_ffi_free), or 0. */
 SH_EXPORT int sh_ffi_flume_poll_event(sh_flume_poll_t *p, char **msg)
 {
-    return sh_flume_events_take(&p->events, msg);
+    return sh_events_take(&p->events, NULL, msg);
 }
 
 /* Stops polling and closes the connections (batches not acked yet are sent again by the

@@ -3,6 +3,7 @@
  * append/appendBatch is stored whole as SH_BLOB_FLUME records in one scheduler input and only
  * then answered OK (with the write-ahead log, once the driver says its batch is logged). */
 #include "sh_flume.h"
+#include "sh_events.h"
 #include "sh_common.h"
 #include "sh_host.h"
 #include "sh_sched.h"
@@ -55,13 +56,13 @@ struct sh_flume_push_s {
     char where[80];           /* host:port */
     conn_t *conns;
     sh_flume_known_t known;
-    sh_flume_events_t events;
+    sh_events_t events;
 };
 
 static void maybe_free(sh_flume_push_t *s)
 {
     if (s->closing && s->open_handles == 0) {
-        sh_flume_events_clear(&s->events);
+        sh_events_clear(&s->events);
         sh_free(s);
     }
 }
@@ -126,7 +127,7 @@ static void send_reply(conn_t *c, uint32_t serial, const char *head, size_t head
     if (status >= 0)
         sh_avro_put_long(&c->out, status);
     if (c->out.oom || sh_flume_stream_encode(&c->stream, serial, c->out.data, c->out.len, &frame, &flen)) {
-        sh_flume_events_push(&c->srv->events, "out of memory answering %s", c->peer);
+        sh_events_pushf(&c->srv->events, 0, "out of memory answering %s", c->peer);
         close_conn(c);
         return;
     }
@@ -206,7 +207,7 @@ static int handle_request(conn_t *c, uint32_t serial)
         int match = sh_flume_handshake_serve(&in, sh_flume_source_protocol(), &s->known, &head, &err);
 
         if (match < 0) {
-            sh_flume_events_push(&s->events, "%s from %s", err, c->peer);
+            sh_events_pushf(&s->events, 0, "%s from %s", err, c->peer);
             sh_buf_close(&head);
             return -1;
         }
@@ -232,15 +233,15 @@ static int handle_request(conn_t *c, uint32_t serial)
         count = sh_flume_get_events(&in, 1, &c->block);
     else {
         if (in.err == NULL)
-            sh_flume_events_push(&s->events, "unknown message \"%.*s\" from %s",
+            sh_events_pushf(&s->events, 0, "unknown message \"%.*s\" from %s",
                                  (int) (namelen > 64 ? 64 : namelen), (const char *) name, c->peer);
         else
-            sh_flume_events_push(&s->events, "malformed request from %s: %s", c->peer, in.err);
+            sh_events_pushf(&s->events, 0, "malformed request from %s: %s", c->peer, in.err);
         sh_buf_close(&head);
         return -1;
     }
     if (count < 0) {
-        sh_flume_events_push(&s->events, "malformed %.*s request from %s: %s (nothing of it stored)",
+        sh_events_pushf(&s->events, 0, "malformed %.*s request from %s: %s (nothing of it stored)",
                              (int) namelen, (const char *) name, c->peer, in.err);
         sh_buf_close(&head);
         return -1;
@@ -252,7 +253,7 @@ static int handle_request(conn_t *c, uint32_t serial)
             mark = s->appended;
         } else {
             status = STATUS_FAILED;
-            sh_flume_events_push(&s->events, "%s: %ld events from %s refused (the sender retries)",
+            sh_events_pushf(&s->events, 0, "%s: %ld events from %s refused (the sender retries)",
                                  s->sched ? "out of memory" : "stopped", count, c->peer);
         }
     }
@@ -284,19 +285,19 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 
     if (nread < 0) {
         if (c->stream.len > 0)
-            sh_flume_events_push(&s->events, "%s disconnected in the middle of a request (%zu bytes "
+            sh_events_pushf(&s->events, 0, "%s disconnected in the middle of a request (%zu bytes "
                                  "of it dropped, nothing of it stored)", c->peer, c->stream.len);
         close_conn(c);
     } else if (nread > 0) {
         rc = sh_flume_stream_feed(&c->stream, buf->base, (size_t) nread, &zerr);
         if (rc) {
-            sh_flume_events_push(&s->events, "%s from %s", rc == SH_ENOMEM ? "out of memory" : zerr, c->peer);
+            sh_events_pushf(&s->events, 0, "%s from %s", rc == SH_ENOMEM ? "out of memory" : zerr, c->peer);
             close_conn(c);
         }
         while (!c->closing && (rc = sh_flume_stream_frame(&c->stream, &serial, &c->msg, err, sizeof err)) != 0) {
             if (rc < 0 || handle_request(c, serial) < 0) {
                 if (rc < 0)
-                    sh_flume_events_push(&s->events, "%s from %s", err, c->peer);
+                    sh_events_pushf(&s->events, 0, "%s from %s", err, c->peer);
                 close_conn(c);
             }
         }
@@ -473,7 +474,7 @@ SH_EXPORT void sh_ffi_flume_push_release(sh_flume_push_t *s, double upto, int ok
  * with sh_ffi_free), or 0. */
 SH_EXPORT int sh_ffi_flume_push_event(sh_flume_push_t *s, char **msg)
 {
-    return sh_flume_events_take(&s->events, msg);
+    return sh_events_take(&s->events, NULL, msg);
 }
 
 /* Stops listening and closes every connection (requests not answered yet are retried by
