@@ -6,6 +6,7 @@
 local ffi = require "ffi"
 local shffi = require "streamhost.ffi"
 local rddmod = require "streamhost.rdd"
+local receiver = require "streamhost.receiver"
 
 local C = shffi.C
 local M = {}
@@ -35,7 +36,7 @@ local function check_port(port, what, level)
 end
 
 -- The input stream of a receiver: spec.kind says which (flumeStream, flumePollingStream).
-local function receiver(ssc, spec, decode_id)
+local function flume_stream(ssc, spec, decode_id)
     local sources = require "streamhost.sources"
     local sc = ssc.sparkContext
     local push = spec.kind == "flumeStream"
@@ -83,34 +84,15 @@ local function receiver(ssc, spec, decode_id)
         return self.recv ~= nil and push and C.sh_ffi_flume_push_port(self.recv) or nil
     end
     function source.poll_events(self)
-        local take = push and C.sh_ffi_flume_push_event or C.sh_ffi_flume_poll_event
-        while self.recv ~= nil and take(self.recv, err_out) == 1 do
-            local msg = shffi.take_string(err_out[0])
-            if msg == "receiving again" then
-                io.stderr:write("streamhost: ", self.name, ": ", msg, "\n")
-            else
-                self.report(msg)
-            end
-        end
-    end
-    local function rdd_of(blobs)
-        local parts = {}
-        for i, b in ipairs(blobs) do parts[i] = { b } end
-        local rdd = rddmod.from_blobs(sc, parts)
-        if decode_id then rdd = rdd:_narrow("map", decode_id) end
-        return rdd
+        receiver.drain_reports(self, push and C.sh_ffi_flume_push_event or C.sh_ffi_flume_poll_event, err_out)
     end
     function source.generate(self, t, rec)
-        local blobs, n = {}, 0
-        if rec ~= nil and self.input then
-            blobs = sources.record_blocks(rec, self.input)
-            n = C.sh_ffi_batch_records(rec, self.input)
-        end
+        local blobs, n = receiver.batch_blocks(self, rec)
         if self.deferred and n > 0 then
             self.sealed = self.sealed + n
             self.marks[t] = self.sealed
         end
-        local rdd = rdd_of(blobs)
+        local rdd = receiver.blocks_rdd(sc, blobs, decode_id)
         rdd._known = n
         return rdd, { description = string.format("%s: %d events", self.name, n) }
     end
@@ -124,11 +106,7 @@ local function receiver(ssc, spec, decode_id)
         if push then C.sh_ffi_flume_push_release(self.recv, m, ok and 1 or 0)
         else C.sh_ffi_flume_poll_release(self.recv, m, ok and 1 or 0) end
     end
-    function source.regenerate(self, t)
-        local blobs = self.wal and self.wal.read(self.stream_id, t)
-        if blobs == nil then return nil end
-        return rdd_of(blobs), { description = string.format("%s: batch %d from the write-ahead log", self.name, t) }
-    end
+    function source.regenerate(self, t) return receiver.from_log(self, sc, t, decode_id) end
     function source.stop(self)
         if self.recv ~= nil then
             self:poll_events()
@@ -150,7 +128,7 @@ function FlumeUtils.createStream(ssc, hostname, port, storageLevel, enableDecomp
         error(what .. " expects enableDecompression as a boolean, got " .. type(enableDecompression), 2)
     end
     local id = decoder_id(bodyDecoder, what, 2)
-    return receiver(ssc, { kind = "flumeStream", hostname = hostname, port = port,
+    return flume_stream(ssc, { kind = "flumeStream", hostname = hostname, port = port,
                            enableDecompression = enableDecompression or false }, id)
 end
 
@@ -189,13 +167,13 @@ function FlumeUtils.createPollingStream(ssc, addresses, storageLevel, maxBatchSi
         error(what .. " expects parallelism as an integer from 1 to 64, got " .. tostring(parallelism), 2)
     end
     local id = decoder_id(bodyDecoder, what, 2)
-    return receiver(ssc, { kind = "flumePollingStream", addresses = addrs, maxBatchSize = maxBatchSize,
+    return flume_stream(ssc, { kind = "flumePollingStream", addresses = addrs, maxBatchSize = maxBatchSize,
                            parallelism = parallelism }, id)
 end
 
 -- A stream as a recovered graph makes it again (args as recorded, fns its shipped ids).
 function M.rebuild(ssc, args, fns)
-    return receiver(ssc, args, fns[1])
+    return flume_stream(ssc, args, fns[1])
 end
 
 return M

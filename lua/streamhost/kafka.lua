@@ -5,6 +5,7 @@ local shffi = require "streamhost.ffi"
 local rddmod = require "streamhost.rdd"
 local types = require "streamhost.kafka_types"
 local read = require "streamhost.kafka_read"
+local receiver = require "streamhost.receiver"
 
 local C = shffi.C
 local M = {}
@@ -341,7 +342,7 @@ local function brokers_from_zookeeper(zkQuorum, what, level)
 end
 
 -- ids: the shipped decode function's id (absent when both decoders are the default).
-local function receiver(ssc, zkQuorum, groupId, topics, kafkaParams, decode_id, level)
+local function group_stream(ssc, zkQuorum, groupId, topics, kafkaParams, decode_id, level)
     local sources = require "streamhost.sources"
     local what = "KafkaUtils.createStream"
     local params = {}
@@ -380,29 +381,9 @@ local function receiver(ssc, zkQuorum, groupId, topics, kafkaParams, decode_id, 
         if r == nil then error(self.name .. ": " .. tostring(shffi.take_string(err_out[0])), 0) end
         self.recv = r
     end
-    function source.poll_events(self)
-        while self.recv ~= nil and C.sh_ffi_kafka_recv_event(self.recv, err_out) == 1 do
-            local msg = shffi.take_string(err_out[0])
-            if msg == "receiving again" then
-                io.stderr:write("streamhost: ", self.name, ": ", msg, "\n")
-            else
-                self.report(msg)
-            end
-        end
-    end
-    local function rdd_of(blobs)
-        local parts = {}
-        for i, b in ipairs(blobs) do parts[i] = { b } end
-        local rdd = rddmod.from_blobs(sc, parts)
-        if decode_id then rdd = rdd:_narrow("map", decode_id) end
-        return rdd
-    end
+    function source.poll_events(self) receiver.drain_reports(self, C.sh_ffi_kafka_recv_event, err_out) end
     function source.generate(self, t, rec)
-        local blobs, n = {}, 0
-        if rec ~= nil and self.input then
-            blobs = sources.record_blocks(rec, self.input)
-            n = C.sh_ffi_batch_records(rec, self.input)
-        end
+        local blobs, n = receiver.batch_blocks(self, rec)
         local np = 0
         for _, b in ipairs(blobs) do np = C.sh_ffi_kafka_block_positions(b, pos_topics, pos_parts, pos_next, np, MAX_POSITIONS) end
         if np > 0 then
@@ -410,15 +391,11 @@ local function receiver(ssc, zkQuorum, groupId, topics, kafkaParams, decode_id, 
             for i = 0, np - 1 do c[i + 1] = { pos_topics[i], pos_parts[i], tonumber(pos_next[i]) } end
             self.commits[t] = c
         end
-        local rdd = rdd_of(blobs)
+        local rdd = receiver.blocks_rdd(sc, blobs, decode_id)
         rdd._known = n
         return rdd, { description = string.format("%s: %d messages", self.name, n) }
     end
-    function source.regenerate(self, t)
-        local blobs = self.wal and self.wal.read(self.stream_id, t)
-        if blobs == nil then return nil end
-        return rdd_of(blobs), { description = string.format("%s: batch %d from the write-ahead log", self.name, t) }
-    end
+    function source.regenerate(self, t) return receiver.from_log(self, sc, t, decode_id) end
     local function close(self)
         if self.recv ~= nil then
             self:poll_events()
@@ -481,11 +458,11 @@ function KafkaUtils.createStream(ssc, zkQuorum, groupId, topics, kafkaParams, st
             return { k, v }
         end, what .. " decoders", 2)
     end
-    return receiver(ssc, zkQuorum, groupId, topics, kafkaParams, decode_id, 2)
+    return group_stream(ssc, zkQuorum, groupId, topics, kafkaParams, decode_id, 2)
 end
 
 function M.rebuild_receiver(ssc, args, fns)
-    return receiver(ssc, args.zkQuorum, args.groupId, args.topics, args.kafkaParams, fns[1], 1)
+    return group_stream(ssc, args.zkQuorum, args.groupId, args.topics, args.kafkaParams, fns[1], 1)
 end
 
 -- A direct stream as a recovered graph makes it again (args as recorded, fns its shipped ids).
