@@ -2,7 +2,7 @@
 PREFIX   ?= /usr/local
 BUILD    ?= build
 CC       ?= cc
-PKGS     := luajit libuv rdkafka
+PKGS     := luajit libuv rdkafka libcurl libcrypto jansson
 SANITIZE ?=
 
 BASE_CPPFLAGS := -D_GNU_SOURCE -Ihost
@@ -24,7 +24,10 @@ HOST_SRCS := host/sh_blob.c host/sh_util.c host/sh_lua.c host/sh_pool.c host/sh_
              host/sh_buf.c host/sh_status.c host/sh_http.c host/sh_api.c host/sh_metrics.c host/sh_ui.c \
              host/sh_ops.c host/sh_embed.c \
              connectors/socket/sh_in_socket.c connectors/kafka/sh_in_kafka.c \
-             connectors/kafka/sh_in_kafka_recv.c connectors/kafka/sh_in_kafka_zk.c
+             connectors/kafka/sh_in_kafka_recv.c connectors/kafka/sh_in_kafka_zk.c \
+             connectors/kinesis/sh_sigv4.c connectors/kinesis/sh_curl_uv.c \
+             connectors/kinesis/sh_kinesis_call.c connectors/kinesis/sh_in_kinesis_block.c \
+             connectors/kinesis/sh_in_kinesis_recv.c
 MAIN_SRC  := host/sh_main.c
 
 OBJDIR    := $(BUILD)/obj$(if $(SANITIZE),-asan)

@@ -36,6 +36,8 @@ local lazy = {
     TopicAndPartition = function() return require("streamhost.kafka_types").TopicAndPartition end,
     Broker = function() return require("streamhost.kafka_types").Broker end,
     KafkaMessageAndMetadata = function() return require("streamhost.kafka_types").KafkaMessageAndMetadata end,
+    KinesisUtils = function() return require("streamhost.kinesis").KinesisUtils end,
+    InitialPositionInStream = function() return require("streamhost.kinesis").InitialPositionInStream end,
 }
 
 return setmetatable(sh, {

@@ -349,6 +349,7 @@ local REBUILD = {
     binaryRecordsStream = function(ssc, a) return M.binary_records(ssc, a.directory, a.recordLength) end,
     kafkaDirectStream = function(ssc, a, fns) return require("streamhost.kafka").rebuild_direct(ssc, a, fns) end,
     kafkaStream = function(ssc, a, fns) return require("streamhost.kafka").rebuild_receiver(ssc, a, fns) end,
+    kinesisStream = function(ssc, a, fns) return require("streamhost.kinesis").rebuild(ssc, a, fns) end,
 }
 
 -- The input stream that args (an input's recorded args) and fns (its shipped functions' new
