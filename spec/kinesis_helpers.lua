@@ -64,4 +64,38 @@ function M.kinesalite()
     return k
 end
 
+-- Starts scripts/peers/kinesis_flaky.py (a Kinesis endpoint that fails on a script); returns
+-- f with .endpoint, log() (its request lines so far) and quit().
+function M.flaky()
+    local C = require("streamhost.ffi").C
+    local out = os.tmpname()
+    local pidfile = out .. ".pid"
+    local pipe = assert(io.popen(string.format("echo $$ > %s; exec python3 scripts/peers/kinesis_flaky.py > %s 2>&1",
+        pidfile, out), "w"))
+    local f = {}
+    local deadline = C.sh_ffi_now() + 10
+    local port
+    repeat
+        port = tonumber((helpers.read_file(out) or ""):match("port (%d+)"))
+        if not port then helpers.sleep(0.02) end
+    until port or C.sh_ffi_now() > deadline
+    f.pid = tonumber((helpers.read_file(pidfile) or ""):match("%d+"))
+    os.remove(pidfile)
+    function f.log() return helpers.read_file(out) or "" end
+    function f.quit()
+        if not pipe then return end
+        if f.pid then os.execute("kill " .. f.pid .. " 2>/dev/null") end
+        pcall(pipe.close, pipe)
+        pipe = nil
+        os.remove(out)
+    end
+    if not port then
+        local text = f.log()
+        f.quit()
+        error("kinesis_flaky.py did not start: " .. text, 2)
+    end
+    f.endpoint = "http://127.0.0.1:" .. port
+    return f
+end
+
 return M

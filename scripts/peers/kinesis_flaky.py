@@ -1,0 +1,79 @@
+#!/usr/bin/env python3
+"""scripts/peers/kinesis_flaky.py: a Kinesis endpoint on 127.0.0.1 that fails on purpose, for
+the receiver's error paths that kinesalite cannot provoke (it enforces no read limits, and its
+iterators expire only after 5 minutes). It speaks the JSON 1.1 protocol over real HTTP, one
+stream "flaky" of one shard, and follows a script:
+  ListShards:  500, then 400 LimitExceededException, then the shard
+  GetRecords:  400 ProvisionedThroughputExceededException; records 1-3; 400
+               ExpiredIteratorException; 503; records 4-5; a malformed answer; record 6; then
+               nothing new (the iterator goes on)
+Prints "port N" once it listens, then one line per request: OP [ShardIteratorType
+[StartingSequenceNumber]] and whether it carried a SigV4 Authorization and X-Amz-Target."""
+import base64
+import json
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+SHARD = {'ShardId': 'shardId-000000000000', 'HashKeyRange': {'StartingHashKey': '0',
+         'EndingHashKey': '340282366920938463463374607431768211455'},
+         'SequenceNumberRange': {'StartingSequenceNumber': '100'}}
+
+
+def rec(i):
+    return {'SequenceNumber': str(100 + i), 'PartitionKey': 'k',
+            'Data': base64.b64encode(('rec-%d' % i).encode()).decode(),
+            'ApproximateArrivalTimestamp': 1700000000.5}
+
+
+LIST = [(500, {'__type': 'InternalFailure', 'message': 'try again'}),
+        (400, {'__type': 'LimitExceededException', 'message': 'Rate exceeded for stream flaky'})]
+GET = [(400, {'__type': 'ProvisionedThroughputExceededException', 'message': 'Rate exceeded for shard'}),
+       (200, {'Records': [rec(1), rec(2), rec(3)], 'NextShardIterator': 'it', 'MillisBehindLatest': 0}),
+       (400, {'__type': 'ExpiredIteratorException', 'message': 'Iterator expired'}),
+       (503, {'__type': 'ServiceUnavailable', 'message': 'slow down'}),
+       (200, {'Records': [rec(4), rec(5)], 'NextShardIterator': 'it', 'MillisBehindLatest': 0}),
+       (200, '{"Records": [ {"Data": "broken'),
+       (200, {'Records': [rec(6)], 'NextShardIterator': 'it', 'MillisBehindLatest': 0})]
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = 'HTTP/1.1'
+
+    def log_message(self, *args):
+        pass
+
+    def answer(self, status, body):
+        data = (body if isinstance(body, str) else json.dumps(body)).encode()
+        self.send_response(status)
+        self.send_header('Content-Type', 'application/x-amz-json-1.1')
+        self.send_header('Content-Length', str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_POST(self):
+        n = int(self.headers.get('Content-Length', '0'))
+        req = json.loads(self.rfile.read(n) or b'{}')
+        op = (self.headers.get('X-Amz-Target') or '').split('.')[-1]
+        signed = (self.headers.get('Authorization') or '').startswith('AWS4-HMAC-SHA256 Credential=')
+        line = [op, req.get('ShardIteratorType', ''), req.get('StartingSequenceNumber', ''),
+                'signed' if signed else 'unsigned']
+        print(' '.join(x for x in line if x), flush=True)
+        if op == 'ListShards':
+            self.answer(*(LIST.pop(0) if LIST else (200, {'Shards': [SHARD]})))
+        elif op == 'GetShardIterator':
+            self.answer(200, {'ShardIterator': 'it'})
+        elif op == 'GetRecords':
+            self.answer(*(GET.pop(0) if GET else (200, {'Records': [], 'NextShardIterator': 'it',
+                                                        'MillisBehindLatest': 0})))
+        else:
+            self.answer(400, {'__type': 'UnknownOperationException'})
+
+
+def main():
+    server = ThreadingHTTPServer(('127.0.0.1', 0), Handler)
+    print('port %d' % server.server_address[1], flush=True)
+    server.serve_forever()
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,49 @@
+-- spec/integration/kinesis_errors_spec.lua: the receiver's retries, against an endpoint that
+-- fails on purpose over real HTTP (scripts/peers/kinesis_flaky.py; kinesalite enforces no read
+-- limits and keeps iterators for 5 minutes): a 500 and LimitExceeded when listing, throttling,
+-- an expired iterator (a new one after the last record read), a 503 and a malformed answer
+-- when reading: every record arrives once and in order, each error is reported to listeners.
+local sh = require "streamhost"
+local helpers = require "spec.helpers"
+local kh = require "spec.kinesis_helpers"
+
+describe("Kinesis receiver errors (a flaky endpoint over HTTP)", function()
+    it("retries with backoff, loses and repeats nothing, reports each error", function()
+        local f = kh.flaky()
+        local ok, why = pcall(function()
+            local errors, got = {}, {}
+            local l = sh.StreamingListener()
+            function l.onReceiverError(_, info) errors[#errors + 1] = info.receiverInfo.lastErrorMessage end
+            local ssc = helpers.ssc(0.2)
+            ssc:addStreamingListener(l)
+            local d = sh.KinesisUtils.createStream(ssc, "flaky-app", "flaky", f.endpoint, "us-east-1",
+                sh.InitialPositionInStream.TRIM_HORIZON, 1, nil, "AKIDFLAKY", "secret")
+            d:foreachRDD(function(rdd)
+                local recs = rdd:collect()
+                for i = 1, #recs do got[#got + 1] = recs[i] end
+            end)
+            ssc:start()
+            helpers.wait_for(ssc, function() return #got >= 6 end, 30)
+            -- A little longer: a record read twice would show.
+            local n = 0
+            helpers.wait_for(ssc, function() n = n + 1; return n > 10 end, 1)
+            ssc:stop(false, false)
+            assert.are.same({ "rec-1", "rec-2", "rec-3", "rec-4", "rec-5", "rec-6" }, got)
+            local all = table.concat(errors, "\n")
+            assert.matches("listing the shards of stream flaky at " .. f.endpoint:gsub("%p", "%%%0")
+                .. ": ListShards: HTTP 500 InternalFailure: try again", all)
+            assert.matches("ListShards: HTTP 400 LimitExceededException: Rate exceeded for stream flaky", all)
+            assert.matches("shard shardId%-000000000000: throttled: GetRecords: HTTP 400 ProvisionedThroughputExceededException", all)
+            assert.matches("shard shardId%-000000000000: GetRecords: HTTP 400 ExpiredIteratorException: Iterator expired %(getting a new iterator%)", all)
+            assert.matches("GetRecords: HTTP 503 ServiceUnavailable: slow down", all)
+            assert.matches("GetRecords: HTTP 200 with a malformed answer", all)
+            -- The expired iterator was replaced by one after the last record read; every call signed.
+            local log = f.log()
+            assert.matches("GetShardIterator TRIM_HORIZON signed\n", log)
+            assert.matches("GetShardIterator AFTER_SEQUENCE_NUMBER 103 signed\n", log)
+            assert.is_nil(log:find("unsigned"))
+        end)
+        f.quit()
+        assert(ok, why)
+    end)
+end)
