@@ -161,6 +161,24 @@ describe("KinesisUtils.createStream (kinesalite over HTTP)", function()
             has("127.0.0.1:" .. dead))
     end)
 
+    it("examples/kinesis_wordcount.lua counts the words of records put after it started", function()
+        k:run("create", "example", "2")
+        local h = helpers.spawn("examples/kinesis_wordcount.lua",
+            "wordcount example " .. k.endpoint .. " us-east-1", "AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=y")
+        -- LATEST: records count once the job reads; put until a batch shows them.
+        local C = require("streamhost.ffi").C
+        local deadline, text = C.sh_ffi_now() + 30, nil
+        repeat
+            k:put("example", { { "a", "hello kinesis" }, { "b", "hello lua" } })
+            text = h.wait("out", '{"hello", %d+}', 1)
+        until text or C.sh_ffi_now() > deadline
+        local err = helpers.read_file(h.dir .. "/err") or ""
+        h.finish()
+        assert(text, "no counts printed: " .. err)
+        assert.matches('{"kinesis", %d+}', text)
+        assert.matches("Time: %d%d%d%d%-%d%d%-%d%d", text)
+    end)
+
     it("refuses bad arguments where the job calls it", function()
         local ssc = helpers.ssc(0.2)
         local function call(...)
