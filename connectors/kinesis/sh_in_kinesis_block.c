@@ -24,9 +24,11 @@ int sh__kinesis_block_append(sh_blob_t **bp, int32_t flags, const char *shard, c
     lens[5] = 0;
     memcpy(head, lens, sizeof lens);
     memcpy(head + 24, &arrival_ms, 8);
+    /* Absent parts (an end mark's) are empty: nothing to copy. */
     if (sh_blob_append(bp, head, sizeof head) || sh_blob_append(bp, shard, (size_t) lens[1]) ||
-        sh_blob_append(bp, seq, (size_t) lens[2]) || sh_blob_append(bp, key, (size_t) lens[3]) ||
-        sh_blob_append(bp, data, data_len))
+        (lens[2] && sh_blob_append(bp, seq, (size_t) lens[2])) ||
+        (lens[3] && sh_blob_append(bp, key, (size_t) lens[3])) ||
+        (data_len && sh_blob_append(bp, data, data_len)))
         return SH_ENOMEM;
     return 0;
 }
