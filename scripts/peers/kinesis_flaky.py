@@ -7,6 +7,9 @@ stream "flaky" of one shard, and follows a script:
   GetRecords:  400 ProvisionedThroughputExceededException; records 1-3; 400
                ExpiredIteratorException; 503; records 4-5; a malformed answer; record 6; then
                nothing new (the iterator goes on)
+With --describe it knows no ListShards (400 UnknownOperationException, as an older endpoint)
+and lists two shards with DescribeStream, one a page; each shard holds one record
+"from-SHARDID".
 Prints "port N" once it listens, then one line per request: OP [ShardIteratorType
 [StartingSequenceNumber]] and whether it carried a SigV4 Authorization and X-Amz-Target."""
 import base64
@@ -58,7 +61,9 @@ class Handler(BaseHTTPRequestHandler):
         line = [op, req.get('ShardIteratorType', ''), req.get('StartingSequenceNumber', ''),
                 'signed' if signed else 'unsigned']
         print(' '.join(x for x in line if x), flush=True)
-        if op == 'ListShards':
+        if DESCRIBE:
+            self.describe_mode(op, req)
+        elif op == 'ListShards':
             self.answer(*(LIST.pop(0) if LIST else (200, {'Shards': [SHARD]})))
         elif op == 'GetShardIterator':
             self.answer(200, {'ShardIterator': 'it'})
@@ -67,6 +72,31 @@ class Handler(BaseHTTPRequestHandler):
                                                         'MillisBehindLatest': 0})))
         else:
             self.answer(400, {'__type': 'UnknownOperationException'})
+
+
+    def describe_mode(self, op, req):
+        shards = [dict(SHARD), dict(SHARD, ShardId='shardId-000000000001')]
+        if op == 'DescribeStream':
+            first = req.get('ExclusiveStartShardId') is None
+            page = shards[:1] if first else [s for s in shards if s['ShardId'] > req['ExclusiveStartShardId']]
+            self.answer(200, {'StreamDescription': {'StreamName': req['StreamName'], 'StreamStatus': 'ACTIVE',
+                                                    'Shards': page, 'HasMoreShards': first}})
+        elif op == 'GetShardIterator':
+            self.answer(200, {'ShardIterator': 'new-' + req['ShardId']})
+        elif op == 'GetRecords':
+            it = req['ShardIterator']
+            shard = it.split('-', 1)[1]
+            recs = []
+            if it.startswith('new-'):
+                r = rec(1)
+                r['Data'] = base64.b64encode(('from-' + shard).encode()).decode()
+                recs = [r]
+            self.answer(200, {'Records': recs, 'NextShardIterator': 'old-' + shard, 'MillisBehindLatest': 0})
+        else:
+            self.answer(400, {'__type': 'UnknownOperationException', 'message': op})
+
+
+DESCRIBE = '--describe' in sys.argv
 
 
 def main():
