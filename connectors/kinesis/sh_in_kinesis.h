@@ -72,8 +72,9 @@ sh_kinesis_recv_t *sh_ffi_kinesis_recv_open(sh_host_t *h, sh_sched_t *sched, int
 /* Takes the oldest event (an error met, or "receiving again"): 1 with *msg (free with
  * sh_ffi_free), or 0. */
 int sh_ffi_kinesis_recv_event(sh_kinesis_recv_t *r, char **msg);
-/* Shards being read now (holding an iterator), and shards read to their end. */
-int sh_ffi_kinesis_recv_reading(const sh_kinesis_recv_t *r, int *ended);
+/* Shards being read now (holding an iterator); shards read to their end and the times
+ * backpressure paused reading into *ended and *pauses (either may be NULL). */
+int sh_ffi_kinesis_recv_reading(const sh_kinesis_recv_t *r, int *ended, int *pauses);
 /* Stops: calls in flight are dropped; received records stay in the scheduler's input. Frees
  * the receiver once its handles have closed (the loop must turn). NULL is ignored. */
 void sh_ffi_kinesis_recv_close(sh_kinesis_recv_t *r);

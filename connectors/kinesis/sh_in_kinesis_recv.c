@@ -51,6 +51,7 @@ struct sh_kinesis_recv_s {
     sh_sched_t *sched;
     int input;
     int paused;
+    int npauses;              /* times backpressure held GetRecords back */
     shard_t **shards;
     int nshards, cap;
     sh_kinesis_pos_t *saved;  /* positions to resume after */
@@ -571,8 +572,10 @@ static void on_pause(void *ud, int pause)
 
     if (pause < 0)
         r->sched = NULL;
-    else
+    else {
+        r->npauses += pause && !r->paused;
         r->paused = pause;
+    }
 }
 
 static void free_recv(sh_kinesis_recv_t *r)
@@ -683,7 +686,7 @@ SH_EXPORT int sh_ffi_kinesis_recv_event(sh_kinesis_recv_t *r, char **msg)
     return 1;
 }
 
-SH_EXPORT int sh_ffi_kinesis_recv_reading(const sh_kinesis_recv_t *r, int *ended)
+SH_EXPORT int sh_ffi_kinesis_recv_reading(const sh_kinesis_recv_t *r, int *ended, int *pauses)
 {
     int i, n = 0, e = 0;
 
@@ -693,6 +696,8 @@ SH_EXPORT int sh_ffi_kinesis_recv_reading(const sh_kinesis_recv_t *r, int *ended
     }
     if (ended)
         *ended = e;
+    if (pauses)
+        *pauses = r->npauses;
     return n;
 }
 

@@ -39,7 +39,7 @@ sh_kinesis_recv_t *sh_ffi_kinesis_recv_open(sh_host_t *h, sh_sched_t *sched, int
                                             const sh_kinesis_opts_t *o,
                                             const sh_kinesis_pos_t *saved, char **errmsg);
 int sh_ffi_kinesis_recv_event(sh_kinesis_recv_t *r, char **msg);
-int sh_ffi_kinesis_recv_reading(const sh_kinesis_recv_t *r, int *ended);
+int sh_ffi_kinesis_recv_reading(const sh_kinesis_recv_t *r, int *ended, int *pauses);
 void sh_ffi_kinesis_recv_close(sh_kinesis_recv_t *r);
 int sh_ffi_sigv4_authorization(const char *method, const char *host, const char *path,
                                const char *query, const char **hnames, const char **hvals,
@@ -56,10 +56,11 @@ M.KinesisUtils = KinesisUtils
 M.InitialPositionInStream = { LATEST = 0, TRIM_HORIZON = 1 }
 
 local BLOCK_BYTES = 4 * 1024 * 1024  -- a block (one partition of a batch) holds this much
-local MAX_QUEUED = 64 * 1024 * 1024  -- GetRecords pauses while this much waits to be processed
+-- GetRecords pauses while this much waits to be processed (streamhost.kinesis.maxQueuedBytes).
+local MAX_QUEUED, MAX_QUEUED_LIMIT = 64 * 1024 * 1024, 1024 * 1024 * 1024
 
 local err_out = ffi.new("char *[1]")
-local ended_out = ffi.new("int[1]")
+local ended_out, pauses_out = ffi.new("int[1]"), ffi.new("int[1]")
 
 -- Sequence numbers are decimal strings of up to 128 bits: the longer is the larger, else the
 -- string order is the number order.
@@ -125,6 +126,7 @@ local function receiver(ssc, a, decode_id, creds)
     local sources = require "streamhost.sources"
     local sc = ssc.sparkContext
     local idle_ms, list_ms, timeout_ms = settings(sc)
+    local max_queued = sc:_conf_bytes("streamhost.kinesis.maxQueuedBytes", MAX_QUEUED, MAX_QUEUED_LIMIT, 3)
     local source = {
         name = string.format("KinesisReceiver(%s, stream %s)", a.kinesisAppName, a.streamName),
         receiver = true, location = a.endpointUrl,
@@ -134,7 +136,7 @@ local function receiver(ssc, a, decode_id, creds)
         completed = {},      -- positions after every batch completed
     }
     function source.start(self, sched)
-        self.input = C.sh_ffi_sched_input_new(sched, shffi.BLOB_KINESIS, BLOCK_BYTES, MAX_QUEUED)
+        self.input = C.sh_ffi_sched_input_new(sched, shffi.BLOB_KINESIS, math.min(BLOCK_BYTES, max_queued), max_queued)
         if self.input < 0 then error(self.name .. ": out of memory", 0) end
         local saved = ffi.gc(C.sh_ffi_kinesis_pos_new(), C.sh_ffi_kinesis_pos_free)
         -- Where reading resumes: after what completed, or with the write-ahead log after what
@@ -166,11 +168,12 @@ local function receiver(ssc, a, decode_id, creds)
             end
         end
     end
-    -- Shards being read now and shards read to their end (an extension, for tests and status).
+    -- Shards being read now, shards read to their end, and the times backpressure paused
+    -- reading (an extension, for tests and status).
     function source.shards(self)
-        if self.recv == nil then return 0, 0 end
-        local n = C.sh_ffi_kinesis_recv_reading(self.recv, ended_out)
-        return n, ended_out[0]
+        if self.recv == nil then return 0, 0, 0 end
+        local n = C.sh_ffi_kinesis_recv_reading(self.recv, ended_out, pauses_out)
+        return n, ended_out[0], pauses_out[0]
     end
     local function rdd_of(blobs)
         local parts = {}

@@ -128,6 +128,31 @@ describe("KinesisUtils.createStream (kinesalite over HTTP)", function()
         for _, r in ipairs(st.latest) do assert.matches("^new%-", r) end
     end)
 
+    it("backpressure pauses GetRecords while the scheduler holds too much, and loses nothing", function()
+        k:run("create", "pressure", "2")
+        local recs, pad = {}, string.rep("x", 1000)
+        for i = 1, 3000 do recs[i] = { "k" .. i, i .. ":" .. pad } end
+        k:put("pressure", recs)
+        local conf = helpers.sc()._conf
+        conf:set("streamhost.kinesis.maxQueuedBytes", "200000")  -- 3 MB to read: it must pause
+        local ok, st = pcall(run, function(ssc) return { s = create(k, ssc, "pressure") } end,
+            function(s)
+                local _, _, pauses = s.ssc._inputs[1]._source:shards()
+                s.pauses = pauses
+                return #s.s >= 3000
+            end)
+        conf:set("streamhost.kinesis.maxQueuedBytes", tostring(64 * 1024 * 1024))  -- the default
+        assert(ok, st)
+        assert.is_true(st.pauses >= 1, "never paused")
+        assert.are.equal(3000, #st.s)
+        local seen = {}
+        for _, r in ipairs(st.s) do
+            local i = tonumber(r:match("^(%d+):"))
+            assert.is_nil(seen[i])
+            seen[i] = true
+        end
+    end)
+
     it("applies the shipped decoder to each record's data", function()
         k:run("create", "decoded", "1")
         k:put("decoded", { { "a", "hello" }, { "b", "world" } })
