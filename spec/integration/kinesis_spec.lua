@@ -99,6 +99,29 @@ describe("KinesisUtils.createStream (kinesalite over HTTP)", function()
         assert.matches("shardId%-000000000002 shardId%-000000000000 open", out)
     end)
 
+    it("a shard split before the start: the closed parent is read to its end before its children", function()
+        k:run("create", "presplit", "1")
+        local function recs(from, to)
+            local out = {}
+            for i = from, to do
+                for key = 1, 30 do out[#out + 1] = { "pk" .. key, string.format("pk%d:%d", key, i) } end
+            end
+            return out
+        end
+        k:put("presplit", recs(1, 20))
+        k:run("split", "presplit", "shardId-000000000000")
+        k:put("presplit", recs(21, 40))
+        local st = run(function(ssc) return { s = create(k, ssc, "presplit") } end,
+            function(s) return #s.s >= 1200 end)
+        assert.are.equal(1200, #st.s)
+        local last = {}
+        for _, r in ipairs(st.s) do
+            local key, i = r:match("^(pk%d+):(%d+)$")
+            assert.are.equal((last[key] or 0) + 1, tonumber(i), r)
+            last[key] = tonumber(i)
+        end
+    end)
+
     it("TRIM_HORIZON reads what was there before it started; LATEST only what came after", function()
         k:run("create", "positions", "2")
         local old = {}
