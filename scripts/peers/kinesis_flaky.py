@@ -11,10 +11,17 @@ With --describe it knows no ListShards (400 UnknownOperationException, as an old
 and lists two shards with DescribeStream, one a page; each shard holds one record
 "from-SHARDID".
 Prints "port N" once it listens, then one line per request: OP [ShardIteratorType
-[StartingSequenceNumber]] and whether it carried a SigV4 Authorization and X-Amz-Target."""
+[StartingSequenceNumber]], "signed" when botocore's SigV4Auth, given the request's headers and
+the secret "secret", computes the very Authorization header it carried (else "unsigned"), and
+"token=T" when it carried an X-Amz-Security-Token."""
 import base64
+import datetime
 import json
 import sys
+
+import botocore.auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 SHARD = {'ShardId': 'shardId-000000000000', 'HashKeyRange': {'StartingHashKey': '0',
@@ -39,6 +46,38 @@ GET = [(400, {'__type': 'ProvisionedThroughputExceededException', 'message': 'Ra
        (200, {'Records': [rec(6)], 'NextShardIterator': 'it', 'MillisBehindLatest': 0})]
 
 
+SECRET = 'secret'
+
+
+class FixedClock:
+    """Stands in for the datetime module in botocore.auth: utcnow() is the request's X-Amz-Date."""
+    now = None
+
+    class datetime:
+        @staticmethod
+        def utcnow():
+            return FixedClock.now
+
+
+def verify(headers, body):
+    """Whether the request's Authorization is what botocore signs for it."""
+    auth = headers.get('Authorization') or ''
+    if not auth.startswith('AWS4-HMAC-SHA256 Credential='):
+        return False
+    key = auth.split('Credential=')[1].split('/')[0]
+    region = auth.split('Credential=')[1].split('/')[2]
+    FixedClock.now = datetime.datetime.strptime(headers.get('X-Amz-Date', ''), '%Y%m%dT%H%M%SZ')
+    botocore.auth.datetime = FixedClock
+    if hasattr(botocore.auth, 'get_current_datetime'):
+        botocore.auth.get_current_datetime = lambda: FixedClock.now
+    req = AWSRequest(method='POST', url='http://' + headers['Host'] + '/', data=body,
+                     headers={'Host': headers['Host'], 'Content-Type': headers.get('Content-Type', ''),
+                              'X-Amz-Target': headers.get('X-Amz-Target', '')})
+    token = headers.get('X-Amz-Security-Token')
+    botocore.auth.SigV4Auth(Credentials(key, SECRET, token), 'kinesis', region).add_auth(req)
+    return req.headers['Authorization'] == auth
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = 'HTTP/1.1'
 
@@ -55,11 +94,13 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self):
         n = int(self.headers.get('Content-Length', '0'))
-        req = json.loads(self.rfile.read(n) or b'{}')
+        raw = self.rfile.read(n)
+        req = json.loads(raw or b'{}')
         op = (self.headers.get('X-Amz-Target') or '').split('.')[-1]
-        signed = (self.headers.get('Authorization') or '').startswith('AWS4-HMAC-SHA256 Credential=')
+        signed = verify(self.headers, raw)
+        token = self.headers.get('X-Amz-Security-Token')
         line = [op, req.get('ShardIteratorType', ''), req.get('StartingSequenceNumber', ''),
-                'signed' if signed else 'unsigned']
+                'signed' if signed else 'unsigned', 'token=' + token if token else '']
         print(' '.join(x for x in line if x), flush=True)
         if DESCRIBE:
             self.describe_mode(op, req)

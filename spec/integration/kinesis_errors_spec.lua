@@ -3,6 +3,9 @@
 -- limits and keeps iterators for 5 minutes): a 500 and LimitExceeded when listing, throttling,
 -- an expired iterator (a new one after the last record read), a 503 and a malformed answer
 -- when reading: every record arrives once and in order, each error is reported to listeners.
+-- The endpoint checks every request's signature with botocore; and one without ListShards
+-- is listed with DescribeStream, with credentials and a session token from the environment.
+local ffi = require "ffi"
 local sh = require "streamhost"
 local helpers = require "spec.helpers"
 local kh = require "spec.kinesis_helpers"
@@ -47,13 +50,19 @@ describe("Kinesis receiver errors (a flaky endpoint over HTTP)", function()
         assert(ok, why)
     end)
 
-    it("lists the shards with DescribeStream, page by page, where ListShards is unknown", function()
+    it("lists the shards with DescribeStream, page by page, where ListShards is unknown; credentials from the environment", function()
         local f = kh.flaky(true)
+        -- The credentials of the environment, a session token with them.
+        ffi.cdef [[ int setenv(const char *name, const char *value, int overwrite);
+                    int unsetenv(const char *name); ]]
+        ffi.C.setenv("AWS_ACCESS_KEY_ID", "ASIAENV", 1)
+        ffi.C.setenv("AWS_SECRET_ACCESS_KEY", "secret", 1)
+        ffi.C.setenv("AWS_SESSION_TOKEN", "session/token+1=", 1)
         local ok, why = pcall(function()
             local got = {}
             local ssc = helpers.ssc(0.2)
-            local d = sh.KinesisUtils.createStream(ssc, "old-app", "old", f.endpoint, "us-east-1",
-                sh.InitialPositionInStream.TRIM_HORIZON, 1, nil, "AKIDOLD", "secret")
+            local d = sh.KinesisUtils.createStream(ssc, "old-app", "old", f.endpoint, "us-west-2",
+                sh.InitialPositionInStream.TRIM_HORIZON, 1)
             d:foreachRDD(function(rdd)
                 local recs = rdd:collect()
                 for i = 1, #recs do got[#got + 1] = recs[i] end
@@ -64,8 +73,13 @@ describe("Kinesis receiver errors (a flaky endpoint over HTTP)", function()
             table.sort(got)
             assert.are.same({ "from-shardId-000000000000", "from-shardId-000000000001" }, got)
             local log = f.log()
-            assert.matches("ListShards signed\nDescribeStream signed\nDescribeStream signed\n", log)
+            local t = "signed token=session/token%+1=\n"
+            assert.matches("ListShards " .. t .. "DescribeStream " .. t .. "DescribeStream " .. t, log)
+            assert.is_nil(log:find("unsigned"))
         end)
+        for _, name in ipairs({ "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN" }) do
+            ffi.C.unsetenv(name)
+        end
         f.quit()
         assert(ok, why)
     end)
