@@ -64,15 +64,16 @@ function M.kinesalite()
     return k
 end
 
--- Starts scripts/peers/kinesis_flaky.py (a Kinesis endpoint that fails on a script; with
--- `describe`, one without ListShards that lists with DescribeStream); returns
+-- Starts scripts/peers/kinesis_flaky.py (a Kinesis endpoint that fails on a script; mode
+-- "describe": one without ListShards that lists with DescribeStream; "latest-expires": the
+-- first iterator expires at once); returns
 -- f with .endpoint, log() (its request lines so far) and quit().
-function M.flaky(describe)
+function M.flaky(mode)
     local C = require("streamhost.ffi").C
     local out = os.tmpname()
     local pidfile = out .. ".pid"
     local pipe = assert(io.popen(string.format("echo $$ > %s; exec python3 scripts/peers/kinesis_flaky.py %s > %s 2>&1",
-        pidfile, describe and "--describe" or "", out), "w"))
+        pidfile, mode and ("--" .. mode) or "", out), "w"))
     local f = {}
     local deadline = C.sh_ffi_now() + 10
     local port

@@ -33,6 +33,7 @@ typedef struct shard_s {
     int state;
     int busy;              /* a call is in flight */
     int horizon;           /* no position: start at TRIM_HORIZON (else LATEST) */
+    int64_t latest_ms;     /* when the LATEST iterator was asked for (0: none was) */
     int64_t due_ms;        /* no call before */
     int backoff_ms;
 } shard_t;
@@ -348,6 +349,12 @@ static void get_iterator(shard_t *s)
     sh_buf_t b;
     char *body;
 
+    /* A LATEST iterator that expired before any record was read: the next one starts at the
+     * time the first was asked for, so that nothing put since is lost. */
+    if (!s->last_seq && !s->horizon && s->latest_ms)
+        type = "AT_TIMESTAMP";
+    else if (!s->last_seq && !s->horizon)
+        s->latest_ms = sh__now_ms();
     sh_buf_init(&b);
     sh_buf_add(&b, "{\"StreamName\":", 14);
     sh_buf_json_str(&b, r->stream);
@@ -358,6 +365,8 @@ static void get_iterator(shard_t *s)
     if (s->last_seq) {
         sh_buf_add(&b, ",\"StartingSequenceNumber\":", 26);
         sh_buf_json_str(&b, s->last_seq);
+    } else if (strcmp(type, "AT_TIMESTAMP") == 0) {
+        sh_buf_printf(&b, ",\"Timestamp\":%.3f", (double) s->latest_ms / 1000.0);
     }
     sh_buf_add(&b, "}", 1);
     body = sh_buf_take(&b, NULL);

@@ -7,6 +7,8 @@ stream "flaky" of one shard, and follows a script:
   GetRecords:  400 ProvisionedThroughputExceededException; records 1-3; 400
                ExpiredIteratorException; 503; records 4-5; a malformed answer; record 6; then
                nothing new (the iterator goes on)
+With --latest-expires the first GetRecords answers ExpiredIteratorException, then records as
+usual (a LATEST reader's first iterator expires before it read anything).
 With --describe it knows no ListShards (400 UnknownOperationException, as an older endpoint)
 and lists two shards with DescribeStream, one a page; each shard holds one record
 "from-SHARDID".
@@ -100,6 +102,7 @@ class Handler(BaseHTTPRequestHandler):
         signed = verify(self.headers, raw)
         token = self.headers.get('X-Amz-Security-Token')
         line = [op, req.get('ShardIteratorType', ''), req.get('StartingSequenceNumber', ''),
+                'at=%.3f' % req['Timestamp'] if 'Timestamp' in req else '',
                 'signed' if signed else 'unsigned', 'token=' + token if token else '']
         print(' '.join(x for x in line if x), flush=True)
         if DESCRIBE:
@@ -138,6 +141,10 @@ class Handler(BaseHTTPRequestHandler):
 
 
 DESCRIBE = '--describe' in sys.argv
+if '--latest-expires' in sys.argv:
+    LIST.clear()
+    GET[:] = [(400, {'__type': 'ExpiredIteratorException', 'message': 'Iterator expired'}),
+              (200, {'Records': [rec(1)], 'NextShardIterator': 'it', 'MillisBehindLatest': 0})]
 
 
 def main():

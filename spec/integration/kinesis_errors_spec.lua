@@ -51,7 +51,7 @@ describe("Kinesis receiver errors (a flaky endpoint over HTTP)", function()
     end)
 
     it("lists the shards with DescribeStream, page by page, where ListShards is unknown; credentials from the environment", function()
-        local f = kh.flaky(true)
+        local f = kh.flaky("describe")
         -- The credentials of the environment, a session token with them.
         ffi.cdef [[ int setenv(const char *name, const char *value, int overwrite);
                     int unsetenv(const char *name); ]]
@@ -80,6 +80,31 @@ describe("Kinesis receiver errors (a flaky endpoint over HTTP)", function()
         for _, name in ipairs({ "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN" }) do
             ffi.C.unsetenv(name)
         end
+        f.quit()
+        assert(ok, why)
+    end)
+
+    it("a LATEST iterator that expires before any record: the next starts when the first was asked for", function()
+        local f = kh.flaky("latest-expires")
+        local ok, why = pcall(function()
+            local got = {}
+            local ssc = helpers.ssc(0.2)
+            local d = sh.KinesisUtils.createStream(ssc, "latest-app", "flaky", f.endpoint, "us-east-1",
+                sh.InitialPositionInStream.LATEST, 1, nil, "AKIDLATEST", "secret")
+            d:foreachRDD(function(rdd)
+                local recs = rdd:collect()
+                for i = 1, #recs do got[#got + 1] = recs[i] end
+            end)
+            local before = require("streamhost.ffi").C.sh_ffi_now()
+            ssc:start()
+            helpers.wait_for(ssc, function() return #got >= 1 end, 20)
+            ssc:stop(false, false)
+            assert.are.same({ "rec-1" }, got)
+            local log = f.log()
+            assert.matches("GetShardIterator LATEST signed\nGetRecords signed\nGetShardIterator AT_TIMESTAMP at=%d+%.%d+ signed\n", log)
+            local at = tonumber(log:match("at=(%d+%.%d+)"))
+            assert.is_true(at >= before - 0.01 and at <= before + 5, tostring(at))
+        end)
         f.quit()
         assert(ok, why)
     end)
