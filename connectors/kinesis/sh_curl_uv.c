@@ -115,6 +115,7 @@ static void teardown(sh_curl_uv_t *c)
 
         unlink_req(c, r);
         curl_multi_remove_handle(c->multi, r->easy);
+        r->done(r->ud, SH_CURL_CANCELLED, 0, "", 0, "cancelled");
         free_req(r);
     }
     /* The polls stop while libcurl's sockets are still open; it closes them in cleanup. */

@@ -10,7 +10,9 @@ struct curl_slist;
 typedef struct sh_curl_uv_s sh_curl_uv_t;
 
 /* A request's end: curl_code 0 and the HTTP status with the body received (borrowed: valid
- * during the call), or a libcurl error (curl_code != 0, status 0) described by `error`. */
+ * during the call), or a libcurl error (curl_code > 0, status 0) described by `error`, or
+ * SH_CURL_CANCELLED when the client closes first (then the callback may only let go of ud). */
+#define SH_CURL_CANCELLED (-1)
 typedef void (*sh_curl_done_cb)(void *ud, int curl_code, long status, const char *body,
                                 size_t len, const char *error);
 
@@ -29,7 +31,8 @@ int sh_curl_uv_post(sh_curl_uv_t *c, const char *url, struct curl_slist *headers
 /* Requests in flight. */
 int sh_curl_uv_active(const sh_curl_uv_t *c);
 
-/* Cancels every request in flight (their callbacks are not called) and frees the client once
+/* Cancels every request in flight (their callbacks get SH_CURL_CANCELLED, from inside this
+ * call) and frees the client once
  * its handles have closed (the loop must turn). The caller must not use `c` again. */
 void sh_curl_uv_close(sh_curl_uv_t *c);
 

@@ -124,6 +124,10 @@ static void on_done(void *ud, int curl_code, long status, const char *body, size
     char msg[700];
 
     a.message = msg;
+    if (curl_code == SH_CURL_CANCELLED) {  /* the client is closing: nobody waits for it */
+        sh_free(call);
+        return;
+    }
     if (curl_code != 0) {
         snprintf(msg, sizeof msg, "%s: %s", call->op, error);
         a.kind = SH_KC_RETRY;

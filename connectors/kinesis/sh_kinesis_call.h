@@ -42,8 +42,9 @@ typedef struct sh_kinesis_answer_s {
 
 typedef void (*sh_kinesis_cb)(void *ud, const sh_kinesis_answer_t *a);
 
-/* Calls operation `op` with the JSON body (copied); cb(ud, answer) once from the loop. 0, or
- * -1 (out of memory: cb is not called). Loop thread. */
+/* Calls operation `op` with the JSON body (copied); cb(ud, answer) once from the loop, unless
+ * the client closes first (then never). 0, or -1 (out of memory: cb is not called). Loop
+ * thread. */
 int sh_kinesis_call(sh_curl_uv_t *c, const sh_kinesis_ep_t *ep, const char *op,
                     const char *body, long timeout_ms, sh_kinesis_cb cb, void *ud);
 
