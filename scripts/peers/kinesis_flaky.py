@@ -5,8 +5,9 @@ iterators expire only after 5 minutes). It speaks the JSON 1.1 protocol over rea
 stream "flaky" of one shard, and follows a script:
   ListShards:  500, then 400 LimitExceededException, then the shard
   GetRecords:  400 ProvisionedThroughputExceededException; records 1-3; 400
-               ExpiredIteratorException; 503; records 4-5; a malformed answer; record 6; then
-               nothing new (the iterator goes on)
+               ExpiredIteratorException; 503; records 4-5; a malformed answer; a 502 HTML page;
+               Records not an array; record 6 with Data not base64, record 7 without Data,
+               record 8; record 9; then nothing new (the iterator goes on)
 With --latest-expires the first GetRecords answers ExpiredIteratorException, then records as
 usual (a LATEST reader's first iterator expires before it read anything).
 With --describe it knows no ListShards (400 UnknownOperationException, as an older endpoint)
@@ -45,7 +46,12 @@ GET = [(400, {'__type': 'ProvisionedThroughputExceededException', 'message': 'Ra
        (503, {'__type': 'ServiceUnavailable', 'message': 'slow down'}),
        (200, {'Records': [rec(4), rec(5)], 'NextShardIterator': 'it', 'MillisBehindLatest': 0}),
        (200, '{"Records": [ {"Data": "broken'),
-       (200, {'Records': [rec(6)], 'NextShardIterator': 'it', 'MillisBehindLatest': 0})]
+       (502, '<html><body>Bad Gateway</body></html>'),
+       (200, {'Records': 'none', 'NextShardIterator': 'it'}),
+       (200, {'Records': [{'SequenceNumber': '106', 'PartitionKey': 'k', 'Data': '@@not base64@@'},
+                          {'SequenceNumber': '107', 'PartitionKey': 'k'}, rec(8)],
+              'NextShardIterator': 'it', 'MillisBehindLatest': 0}),
+       (200, {'Records': [rec(9)], 'NextShardIterator': 'it', 'MillisBehindLatest': 0})]
 
 
 SECRET = 'secret'

@@ -1,8 +1,9 @@
 -- spec/integration/kinesis_errors_spec.lua: the receiver's retries, against an endpoint that
 -- fails on purpose over real HTTP (scripts/peers/kinesis_flaky.py; kinesalite enforces no read
 -- limits and keeps iterators for 5 minutes): a 500 and LimitExceeded when listing, throttling,
--- an expired iterator (a new one after the last record read), a 503 and a malformed answer
--- when reading: every record arrives once and in order, each error is reported to listeners.
+-- an expired iterator (a new one after the last record read), a 503, malformed answers and
+-- records when reading: every record arrives once and in order (a malformed one is skipped),
+-- each error is reported to listeners.
 -- The endpoint checks every request's signature with botocore; and one without ListShards
 -- is listed with DescribeStream, with credentials and a session token from the environment.
 local ffi = require "ffi"
@@ -26,12 +27,13 @@ describe("Kinesis receiver errors (a flaky endpoint over HTTP)", function()
                 for i = 1, #recs do got[#got + 1] = recs[i] end
             end)
             ssc:start()
-            helpers.wait_for(ssc, function() return #got >= 6 end, 30)
+            helpers.wait_for(ssc, function() return #got >= 7 end, 30)
             -- A little longer: a record read twice would show.
             local n = 0
             helpers.wait_for(ssc, function() n = n + 1; return n > 10 end, 1)
             ssc:stop(false, false)
-            assert.are.same({ "rec-1", "rec-2", "rec-3", "rec-4", "rec-5", "rec-6" }, got)
+            -- Records 6 and 7 were malformed: reported and skipped.
+            assert.are.same({ "rec-1", "rec-2", "rec-3", "rec-4", "rec-5", "rec-8", "rec-9" }, got)
             local all = table.concat(errors, "\n")
             assert.matches("listing the shards of stream flaky at " .. f.endpoint:gsub("%p", "%%%0")
                 .. ": ListShards: HTTP 500 InternalFailure: try again", all)
@@ -39,7 +41,11 @@ describe("Kinesis receiver errors (a flaky endpoint over HTTP)", function()
             assert.matches("shard shardId%-000000000000: throttled: GetRecords: HTTP 400 ProvisionedThroughputExceededException", all)
             assert.matches("shard shardId%-000000000000: GetRecords: HTTP 400 ExpiredIteratorException: Iterator expired %(getting a new iterator%)", all)
             assert.matches("GetRecords: HTTP 503 ServiceUnavailable: slow down", all)
-            assert.matches("GetRecords: HTTP 200 with a malformed answer", all)
+            assert.matches("GetRecords: HTTP 200 with a malformed answer %(premature end of input", all)
+            assert.matches("GetRecords: HTTP 502 with a malformed answer %(.*<html>", all)
+            assert.matches("GetRecords answered without a Records array", all)
+            assert.matches("record 106 has Data that is not base64 %(skipped%)", all)
+            assert.matches("GetRecords answered a record without Data %(skipped%)", all)
             -- The expired iterator was replaced by one after the last record read; every call signed.
             local log = f.log()
             assert.matches("GetShardIterator TRIM_HORIZON signed\n", log)
