@@ -176,6 +176,32 @@ describe("KinesisUtils.createStream (kinesalite over HTTP)", function()
         end
     end)
 
+    it("keeps shard positions in the checkpoint under the app name, never the credentials", function()
+        k:run("create", "checkpointed", "2")
+        k:put("checkpointed", { { "a", "one" }, { "b", "two" }, { "c", "three" } })
+        local dir = helpers.tmpdir()
+        local ssc = helpers.ssc(0.2)
+        ssc:checkpoint(dir)
+        local got = { n = 0, batches = 0 }  -- the job's functions may not capture the context
+        sh.KinesisUtils.createStream(ssc, "positions-app", "checkpointed", k.endpoint, "us-east-1",
+            IPS.TRIM_HORIZON, 1, nil, "AKIDMARKER", "SECRETMARKER"):foreachRDD(function(rdd)
+                got.n = got.n + rdd:count()
+                got.batches = got.batches + 1
+            end)
+        ssc:start()
+        helpers.wait_for(ssc, function() return got.n >= 3 and got.batches >= 3 end, 30)
+        ssc:stop(false, false)
+        assert.are.equal(3, got.n)
+        local p = io.popen("cat " .. kh.q(dir) .. "/metadata-* 2>/dev/null")
+        local bytes = p:read("*a")
+        p:close()
+        os.execute("rm -rf " .. kh.q(dir))
+        assert.is_truthy(bytes:find("positions-app", 1, true))
+        assert.is_truthy(bytes:find("shardId-000000000000", 1, true))
+        assert.is_nil(bytes:find("AKIDMARKER", 1, true))
+        assert.is_nil(bytes:find("SECRETMARKER", 1, true))
+    end)
+
     it("applies the shipped decoder to each record's data", function()
         k:run("create", "decoded", "1")
         k:put("decoded", { { "a", "hello" }, { "b", "world" } })
