@@ -256,6 +256,14 @@ static void add_shard(sh_kinesis_recv_t *r, json_t *s)
             sh->horizon = 1;
         }
     }
+    /* A child of a shard that will be read (to its end) starts where the child starts, as the
+     * Kinesis Client Library does: only the shards at the tip start at LATEST. */
+    if (!sh->horizon) {
+        shard_t *p = find(r, sh->parent), *q = find(r, sh->adj);
+
+        if ((p && p->state != S_DONE) || (q && q->state != S_DONE))
+            sh->horizon = 1;
+    }
     if (sh->state == S_WAIT && sh->last_seq == NULL && !sh->horizon && closed)
         sh->state = S_DONE;
     r->shards[r->nshards++] = sh;

@@ -151,6 +151,31 @@ describe("KinesisUtils.createStream (kinesalite over HTTP)", function()
         for _, r in ipairs(st.latest) do assert.matches("^new%-", r) end
     end)
 
+    it("LATEST after a split: the closed parent is skipped, its children start at their tip", function()
+        k:run("create", "latestsplit", "1")
+        k:put("latestsplit", { { "a", "old-1" }, { "b", "old-2" } })
+        k:run("split", "latestsplit", "shardId-000000000000")
+        k:put("latestsplit", { { "a", "mid-1" }, { "b", "mid-2" } })
+        local put_new = false
+        local st = run(function(ssc) return { s = create(k, ssc, "latestsplit", IPS.LATEST) } end,
+            function(s)
+                if not put_new then
+                    local reading, ended = s.ssc._inputs[1]._source:shards()
+                    if reading == 2 and ended == 1 then
+                        put_new = true
+                        local new = {}
+                        for i = 1, 20 do new[i] = { "k" .. i, "new-" .. i } end
+                        k:put("latestsplit", new)
+                    end
+                    return false
+                end
+                return #s.s >= 20
+            end)
+        assert.is_true(put_new)
+        assert.are.equal(20, #st.s)
+        for _, r in ipairs(st.s) do assert.matches("^new%-", r) end
+    end)
+
     it("backpressure pauses GetRecords while the scheduler holds too much, and loses nothing", function()
         k:run("create", "pressure", "2")
         local recs, pad = {}, string.rep("x", 1000)
