@@ -2,7 +2,7 @@
 PREFIX   ?= /usr/local
 BUILD    ?= build
 CC       ?= cc
-PKGS     := luajit libuv rdkafka avro-c zlib libcrypto
+PKGS     := luajit libuv rdkafka avro-c zlib libcrypto libcurl jansson
 SANITIZE ?=
 
 BASE_CPPFLAGS := -D_GNU_SOURCE -Ihost
@@ -26,7 +26,10 @@ HOST_SRCS := host/sh_blob.c host/sh_util.c host/sh_lua.c host/sh_pool.c host/sh_
              connectors/socket/sh_in_socket.c connectors/kafka/sh_in_kafka.c \
              connectors/kafka/sh_in_kafka_recv.c connectors/kafka/sh_in_kafka_zk.c \
              connectors/flume/sh_flume_avro.c connectors/flume/sh_flume_frame.c \
-             connectors/flume/sh_in_flume_push.c connectors/flume/sh_in_flume_poll.c
+             connectors/flume/sh_in_flume_push.c connectors/flume/sh_in_flume_poll.c \
+             connectors/kinesis/sh_sigv4.c connectors/kinesis/sh_curl_uv.c \
+             connectors/kinesis/sh_kinesis_call.c connectors/kinesis/sh_in_kinesis_block.c \
+             connectors/kinesis/sh_in_kinesis_recv.c
 MAIN_SRC  := host/sh_main.c
 
 OBJDIR    := $(BUILD)/obj$(if $(SANITIZE),-asan)

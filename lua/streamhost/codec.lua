@@ -118,8 +118,26 @@ function M.each(b, emit, from, to)
         require("streamhost.kafka_read").each_message(b, function(_, key, value) emit({ key, value }) end)
     elseif kind == shffi.BLOB_FLUME then  -- a Flume receiver's block: {headers, body}
         require("streamhost.flume_read").each_event(b, emit)
+    elseif kind == shffi.BLOB_KINESIS then  -- a Kinesis receiver's block: the records' data
+        M.each_kinesis(b, emit)
     else
         error("blob of unknown kind " .. tostring(kind))
+    end
+end
+
+-- The data of every record of a Kinesis block (connectors/kinesis/sh_in_kinesis.h), in order;
+-- a shard's end mark is no record.
+local KINESIS_HEADER = 32
+function M.each_kinesis(b, emit)
+    local base = ffi_cast("const char *", b.data)
+    local len, pos = tonumber(b.len), 0
+    while pos + KINESIS_HEADER <= len do
+        local h = ffi_cast("const int32_t *", base + pos)
+        local flags, slen, qlen, klen, dlen = h[0], h[1], h[2], h[3], h[4]
+        local data = pos + KINESIS_HEADER + slen + qlen + klen
+        if data + dlen > len then error("a Kinesis block is cut short at byte " .. pos) end
+        if flags == 0 then emit(ffi_string(base + data, dlen)) end
+        pos = data + dlen
     end
 end
 

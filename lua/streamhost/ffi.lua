@@ -174,7 +174,8 @@ local M = {
     BLOB_LINES = 2,
     BLOB_FIXED = 3,
     BLOB_KAFKA = 4,  -- connectors/kafka/sh_in_kafka.h: offset, timestamp, key, value per record
-    BLOB_FLUME = 6,  -- connectors/flume/sh_flume.h: headers and body per event (5: Kinesis)
+    BLOB_KINESIS = 5,  -- connectors/kinesis/sh_in_kinesis.h: shard, sequence number, key, data per record
+    BLOB_FLUME = 6,  -- connectors/flume/sh_flume.h: headers and body per event
     FN_LOST = -1,  -- sh_ffi_fn_dropped_since: the caller fell behind the log (SH_FNREG_LOST)
 }
 

@@ -37,6 +37,8 @@ local lazy = {
     Broker = function() return require("streamhost.kafka_types").Broker end,
     KafkaMessageAndMetadata = function() return require("streamhost.kafka_types").KafkaMessageAndMetadata end,
     FlumeUtils = function() return require("streamhost.flume").FlumeUtils end,
+    KinesisUtils = function() return require("streamhost.kinesis").KinesisUtils end,
+    InitialPositionInStream = function() return require("streamhost.kinesis").InitialPositionInStream end,
 }
 
 return setmetatable(sh, {

@@ -351,6 +351,7 @@ local REBUILD = {
     kafkaStream = function(ssc, a, fns) return require("streamhost.kafka").rebuild_receiver(ssc, a, fns) end,
     flumeStream = function(ssc, a, fns) return require("streamhost.flume").rebuild(ssc, a, fns) end,
     flumePollingStream = function(ssc, a, fns) return require("streamhost.flume").rebuild(ssc, a, fns) end,
+    kinesisStream = function(ssc, a, fns) return require("streamhost.kinesis").rebuild(ssc, a, fns) end,
 }
 
 -- The input stream that args (an input's recorded args) and fns (its shipped functions' new

@@ -1,0 +1,286 @@
+-- streamhost.kinesis: KinesisUtils.createStream (driver side): a receiver of every shard of a
+-- Kinesis stream (connectors/kinesis: libcurl on the loop, SigV4), its blocks of records in the
+-- batches, and the shard positions its completed batches reached, kept in the checkpoint.
+--
+-- Positions: the receiver's blocks carry each record's shard and sequence number (and a mark
+-- where a shard was read to its end); a batch's positions are read from its blocks in C. When
+-- a batch completes, its positions become the stream's "completed" positions. They are kept
+-- under the application name in the checkpoint's metadata (source.checkpoint_data), which the
+-- checkpoint writes whenever a batch is generated or completes: so at least every
+-- checkpointInterval, and in fact at every batch, since a coarser record would make a
+-- recovered stream read the records of completed batches again. After getOrCreate the
+-- receiver resumes after the completed positions; with the write-ahead log on, the pending
+-- batches are replayed from the log and it resumes after the positions of the last batch
+-- generated. Credentials are never in a checkpoint: a recovered stream takes them from the
+-- environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN).
+local ffi = require "ffi"
+local shffi = require "streamhost.ffi"
+local rddmod = require "streamhost.rdd"
+
+local C = shffi.C
+
+ffi.cdef [[
+typedef struct sh_kinesis_pos_s sh_kinesis_pos_t;
+sh_kinesis_pos_t *sh_ffi_kinesis_pos_new(void);
+void sh_ffi_kinesis_pos_free(sh_kinesis_pos_t *p);
+int sh_ffi_kinesis_pos_set(sh_kinesis_pos_t *p, const char *shard, const char *seq, int ended);
+int sh_ffi_kinesis_pos_add_block(sh_kinesis_pos_t *p, const sh_blob_t *b);
+int sh_ffi_kinesis_pos_count(const sh_kinesis_pos_t *p);
+const char *sh_ffi_kinesis_pos_shard(const sh_kinesis_pos_t *p, int i);
+const char *sh_ffi_kinesis_pos_seq(const sh_kinesis_pos_t *p, int i);
+int sh_ffi_kinesis_pos_ended(const sh_kinesis_pos_t *p, int i);
+typedef struct sh_kinesis_opts_s {
+    const char *stream, *endpoint, *region;
+    const char *access_key, *secret_key;
+    int latest, idle_ms, list_ms, timeout_ms;
+} sh_kinesis_opts_t;
+typedef struct sh_kinesis_recv_s sh_kinesis_recv_t;
+sh_kinesis_recv_t *sh_ffi_kinesis_recv_open(sh_host_t *h, sh_sched_t *sched, int input,
+                                            const sh_kinesis_opts_t *o,
+                                            const sh_kinesis_pos_t *saved, char **errmsg);
+int sh_ffi_kinesis_recv_event(sh_kinesis_recv_t *r, char **msg);
+int sh_ffi_kinesis_recv_reading(const sh_kinesis_recv_t *r, int *ended, int *pauses);
+void sh_ffi_kinesis_recv_close(sh_kinesis_recv_t *r);
+int sh_ffi_sigv4_authorization(const char *method, const char *host, const char *path,
+                               const char *query, const char **hnames, const char **hvals,
+                               int nh, const char *body, size_t body_len, const char *region,
+                               const char *service, const char *amz_date,
+                               const char *access_key, const char *secret_key,
+                               const char *session_token, char *out, size_t cap);
+]]
+
+local M = {}
+local KinesisUtils = {}
+M.KinesisUtils = KinesisUtils
+-- pyspark's values.
+M.InitialPositionInStream = { LATEST = 0, TRIM_HORIZON = 1 }
+
+local BLOCK_BYTES = 4 * 1024 * 1024  -- a block (one partition of a batch) holds this much
+-- GetRecords pauses while this much waits to be processed (streamhost.kinesis.maxQueuedBytes).
+local MAX_QUEUED, MAX_QUEUED_LIMIT = 64 * 1024 * 1024, 1024 * 1024 * 1024
+
+local err_out = ffi.new("char *[1]")
+local ended_out, pauses_out = ffi.new("int[1]"), ffi.new("int[1]")
+
+-- Sequence numbers are decimal strings of up to 128 bits: the longer is the larger, else the
+-- string order is the number order.
+local function seq_after(a, b)
+    if #a ~= #b then return #a > #b end
+    return a > b
+end
+
+-- Positions: shard id -> { seq = last sequence number read (or nil), ended = true|nil }.
+-- Merges `from` into `into`, keeping the later position of each shard.
+local function merge(into, from)
+    for shard, p in pairs(from) do
+        local q = into[shard]
+        if q == nil then
+            into[shard] = { seq = p.seq, ended = p.ended }
+        else
+            if p.seq and (q.seq == nil or seq_after(p.seq, q.seq)) then q.seq = p.seq end
+            if p.ended then q.ended = true end
+        end
+    end
+    return into
+end
+
+-- The positions the entries of some blocks reach (read in C, one call a block).
+local function positions_of(blobs)
+    if #blobs == 0 then return {} end
+    local p = ffi.gc(C.sh_ffi_kinesis_pos_new(), C.sh_ffi_kinesis_pos_free)
+    if p == nil then error("out of memory", 0) end
+    for _, b in ipairs(blobs) do
+        if C.sh_ffi_kinesis_pos_add_block(p, b) ~= 0 then error("a Kinesis block is cut short", 0) end
+    end
+    local out = {}
+    for i = 0, C.sh_ffi_kinesis_pos_count(p) - 1 do
+        local seq = C.sh_ffi_kinesis_pos_seq(p, i)
+        out[ffi.string(C.sh_ffi_kinesis_pos_shard(p, i))] = {
+            seq = seq ~= nil and ffi.string(seq) or nil,
+            ended = C.sh_ffi_kinesis_pos_ended(p, i) ~= 0 or nil }
+    end
+    C.sh_ffi_kinesis_pos_free(ffi.gc(p, nil))
+    return out
+end
+
+local function copy(pos)
+    return merge({}, pos or {})
+end
+
+-- Settings (SparkConf) of the receiver, in milliseconds: how long a shard with nothing new
+-- waits before it is asked again (the service allows 5 GetRecords a second per shard), how
+-- often the shards are listed again (new shards of a resharding are also looked for as soon
+-- as a shard ends), and one call's limit.
+local function settings(sc)
+    local conf = sc:getConf()
+    local function ms(key, default)
+        local v = tonumber(conf:get(key, tostring(default)))
+        if v == nil or v <= 0 then error(key .. " must be a positive number of milliseconds", 0) end
+        return math.floor(v)
+    end
+    return ms("streamhost.kinesis.idleMs", 200), ms("streamhost.kinesis.listShardsMs", 10000),
+        ms("streamhost.kinesis.requestTimeoutMs", 30000)
+end
+
+local function receiver(ssc, a, decode_id, creds)
+    local sources = require "streamhost.sources"
+    local sc = ssc.sparkContext
+    local idle_ms, list_ms, timeout_ms = settings(sc)
+    local max_queued = sc:_conf_bytes("streamhost.kinesis.maxQueuedBytes", MAX_QUEUED, MAX_QUEUED_LIMIT, 3)
+    local source = {
+        name = string.format("KinesisReceiver(%s, stream %s)", a.kinesisAppName, a.streamName),
+        receiver = true, location = a.endpointUrl,
+        args = a, fns = { decode_id },
+        batch_pos = {},      -- batch time -> positions its blocks reach (until it completes)
+        generated = {},      -- positions after every batch generated
+        completed = {},      -- positions after every batch completed
+    }
+    function source.start(self, sched)
+        self.input = C.sh_ffi_sched_input_new(sched, shffi.BLOB_KINESIS, math.min(BLOCK_BYTES, max_queued), max_queued)
+        if self.input < 0 then error(self.name .. ": out of memory", 0) end
+        local saved = ffi.gc(C.sh_ffi_kinesis_pos_new(), C.sh_ffi_kinesis_pos_free)
+        -- Where reading resumes: after what completed, or with the write-ahead log after what
+        -- was generated (the pending batches come back from the log).
+        local from = self.resume or {}
+        for shard, p in pairs(from) do
+            if C.sh_ffi_kinesis_pos_set(saved, shard, p.seq, p.ended and 1 or 0) ~= 0 then
+                error(self.name .. ": out of memory", 0)
+            end
+        end
+        local o = ffi.new("sh_kinesis_opts_t")
+        o.stream, o.endpoint, o.region = a.streamName, a.endpointUrl, a.regionName
+        o.access_key = creds and creds[1] or nil
+        o.secret_key = creds and creds[2] or nil
+        o.latest = a.initialPositionInStream == M.InitialPositionInStream.LATEST and 1 or 0
+        o.idle_ms, o.list_ms, o.timeout_ms = idle_ms, list_ms, timeout_ms
+        local r = C.sh_ffi_kinesis_recv_open(sc._host, sched, self.input, o, saved, err_out)
+        C.sh_ffi_kinesis_pos_free(ffi.gc(saved, nil))
+        if r == nil then error(self.name .. ": " .. tostring(shffi.take_string(err_out[0])), 0) end
+        self.recv = r
+    end
+    function source.poll_events(self)
+        while self.recv ~= nil and C.sh_ffi_kinesis_recv_event(self.recv, err_out) == 1 do
+            local msg = shffi.take_string(err_out[0])
+            if msg:match("receiving again$") then
+                io.stderr:write("streamhost: ", self.name, ": ", msg, "\n")
+            else
+                self.report(msg)
+            end
+        end
+    end
+    -- Shards being read now, shards read to their end, and the times backpressure paused
+    -- reading (an extension, for tests and status).
+    function source.shards(self)
+        if self.recv == nil then return 0, 0, 0 end
+        local n = C.sh_ffi_kinesis_recv_reading(self.recv, ended_out, pauses_out)
+        return n, ended_out[0], pauses_out[0]
+    end
+    local function rdd_of(blobs)
+        local parts = {}
+        for i, b in ipairs(blobs) do parts[i] = { b } end
+        local rdd = rddmod.from_blobs(sc, parts)
+        if decode_id then rdd = rdd:_narrow("map", decode_id) end
+        return rdd
+    end
+    local function note(self, t, blobs)
+        local pos = positions_of(blobs)
+        if next(pos) then
+            self.batch_pos[t] = pos
+            merge(self.generated, pos)
+        end
+    end
+    function source.generate(self, t, rec)
+        local blobs, n = {}, 0
+        if rec ~= nil and self.input then
+            blobs = sources.record_blocks(rec, self.input)
+            n = C.sh_ffi_batch_records(rec, self.input)
+        end
+        note(self, t, blobs)
+        local rdd = rdd_of(blobs)
+        rdd._known = n
+        return rdd, { description = string.format("%s: %d records", self.name, n) }
+    end
+    function source.regenerate(self, t)
+        local blobs = self.wal and self.wal.read(self.stream_id, t)
+        if blobs == nil then return nil end
+        note(self, t, blobs)
+        return rdd_of(blobs), { description = string.format("%s: batch %d from the write-ahead log", self.name, t) }
+    end
+    function source.batch_completed(self, _, ok, t)
+        local pos = self.batch_pos[t]
+        self.batch_pos[t] = nil
+        if pos and ok then merge(self.completed, pos) end
+    end
+    function source.checkpoint_data(self)
+        return { app = a.kinesisAppName, completed = copy(self.completed), generated = copy(self.generated) }
+    end
+    function source.restore(self, data)
+        if data.app ~= a.kinesisAppName then return end
+        self.completed = copy(data.completed)
+        self.generated = copy(self.wal and data.generated or data.completed)
+        self.resume = copy(self.generated)
+    end
+    function source.stop(self)
+        if self.recv ~= nil then
+            self:poll_events()
+            C.sh_ffi_kinesis_recv_close(self.recv)
+            self.recv = nil
+        end
+        -- A stopped stream that starts again resumes after what it generated.
+        self.resume = copy(self.generated)
+    end
+    return sources.input(ssc, source)
+end
+
+local function check_string(v, what, name, level)
+    if type(v) ~= "string" or v == "" then
+        error(string.format("%s expects %s as a non-empty string, got %s", what, name, type(v)), level + 1)
+    end
+end
+
+function KinesisUtils.createStream(ssc, kinesisAppName, streamName, endpointUrl, regionName,
+                                   initialPositionInStream, checkpointInterval, storageLevel, -- luacheck: ignore storageLevel
+                                   awsAccessKeyId, awsSecretKey, decoder)
+    local what = "KinesisUtils.createStream"
+    if type(ssc) ~= "table" or ssc.sparkContext == nil then error(what .. " expects a StreamingContext first", 2) end
+    check_string(kinesisAppName, what, "kinesisAppName", 2)
+    check_string(streamName, what, "streamName", 2)
+    check_string(endpointUrl, what, "endpointUrl", 2)
+    if not endpointUrl:match("^https?://[^/]") then
+        error(what .. ": endpointUrl must be an http:// or https:// URL, got " .. endpointUrl, 2)
+    end
+    check_string(regionName, what, "regionName", 2)
+    if initialPositionInStream ~= M.InitialPositionInStream.LATEST
+        and initialPositionInStream ~= M.InitialPositionInStream.TRIM_HORIZON then
+        error(what .. " expects initialPositionInStream as InitialPositionInStream.LATEST or TRIM_HORIZON, got "
+            .. tostring(initialPositionInStream), 2)
+    end
+    if type(checkpointInterval) ~= "number" or checkpointInterval <= 0 then
+        error(what .. " expects checkpointInterval as a positive number of seconds, got " .. tostring(checkpointInterval), 2)
+    end
+    if (awsAccessKeyId == nil) ~= (awsSecretKey == nil) then
+        error(what .. ": give both awsAccessKeyId and awsSecretKey, or neither (then the environment's)", 2)
+    end
+    if awsAccessKeyId ~= nil then
+        check_string(awsAccessKeyId, what, "awsAccessKeyId", 2)
+        check_string(awsSecretKey, what, "awsSecretKey", 2)
+    elseif not os.getenv("AWS_ACCESS_KEY_ID") or not os.getenv("AWS_SECRET_ACCESS_KEY") then
+        error(what .. ": no AWS credentials: pass awsAccessKeyId and awsSecretKey, or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY", 2)
+    end
+    local decode_id
+    if decoder ~= nil and not rawequal(decoder, require("streamhost").utf8_decoder) then
+        decode_id = rddmod.ship_fn(decoder, what .. " decoder", 2)
+    end
+    -- What the checkpoint keeps: no credentials.
+    local a = { kind = "kinesisStream", kinesisAppName = kinesisAppName, streamName = streamName,
+                endpointUrl = endpointUrl, regionName = regionName,
+                initialPositionInStream = initialPositionInStream, checkpointInterval = checkpointInterval }
+    return receiver(ssc, a, decode_id, awsAccessKeyId and { awsAccessKeyId, awsSecretKey } or nil)
+end
+
+-- A stream as a recovered graph makes it again: credentials from the environment.
+function M.rebuild(ssc, args, fns)
+    return receiver(ssc, args, fns[1], nil)
+end
+
+return M

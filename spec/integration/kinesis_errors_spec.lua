@@ -1,0 +1,117 @@
+-- spec/integration/kinesis_errors_spec.lua: the receiver's retries, against an endpoint that
+-- fails on purpose over real HTTP (scripts/peers/kinesis_flaky.py; kinesalite enforces no read
+-- limits and keeps iterators for 5 minutes): a 500 and LimitExceeded when listing, throttling,
+-- an expired iterator (a new one after the last record read), a 503, malformed answers and
+-- records when reading: every record arrives once and in order (a malformed one is skipped),
+-- each error is reported to listeners.
+-- The endpoint checks every request's signature with botocore; and one without ListShards
+-- is listed with DescribeStream, with credentials and a session token from the environment.
+local ffi = require "ffi"
+local sh = require "streamhost"
+local helpers = require "spec.helpers"
+local kh = require "spec.kinesis_helpers"
+
+describe("Kinesis receiver errors (a flaky endpoint over HTTP)", function()
+    it("retries with backoff, loses and repeats nothing, reports each error", function()
+        local f = kh.flaky()
+        local ok, why = pcall(function()
+            local errors, got = {}, {}
+            local l = sh.StreamingListener()
+            function l.onReceiverError(_, info) errors[#errors + 1] = info.receiverInfo.lastErrorMessage end
+            local ssc = helpers.ssc(0.2)
+            ssc:addStreamingListener(l)
+            local d = sh.KinesisUtils.createStream(ssc, "flaky-app", "flaky", f.endpoint, "us-east-1",
+                sh.InitialPositionInStream.TRIM_HORIZON, 1, nil, "AKIDFLAKY", "secret")
+            d:foreachRDD(function(rdd)
+                local recs = rdd:collect()
+                for i = 1, #recs do got[#got + 1] = recs[i] end
+            end)
+            ssc:start()
+            helpers.wait_for(ssc, function() return #got >= 7 end, 30)
+            -- A little longer: a record read twice would show.
+            local n = 0
+            helpers.wait_for(ssc, function() n = n + 1; return n > 10 end, 1)
+            ssc:stop(false, false)
+            -- Records 6 and 7 were malformed: reported and skipped.
+            assert.are.same({ "rec-1", "rec-2", "rec-3", "rec-4", "rec-5", "rec-8", "rec-9" }, got)
+            local all = table.concat(errors, "\n")
+            assert.matches("listing the shards of stream flaky at " .. f.endpoint:gsub("%p", "%%%0")
+                .. ": ListShards: HTTP 500 InternalFailure: try again", all)
+            assert.matches("ListShards: HTTP 400 LimitExceededException: Rate exceeded for stream flaky", all)
+            assert.matches("shard shardId%-000000000000: throttled: GetRecords: HTTP 400 ProvisionedThroughputExceededException", all)
+            assert.matches("shard shardId%-000000000000: GetRecords: HTTP 400 ExpiredIteratorException: Iterator expired %(getting a new iterator%)", all)
+            assert.matches("GetRecords: HTTP 503 ServiceUnavailable: slow down", all)
+            assert.matches("GetRecords: HTTP 200 with a malformed answer %(premature end of input", all)
+            assert.matches("GetRecords: HTTP 502 with a malformed answer %(.*<html>", all)
+            assert.matches("GetRecords answered without a Records array", all)
+            assert.matches("record 106 has Data that is not base64 %(skipped%)", all)
+            assert.matches("GetRecords answered a record without Data %(skipped%)", all)
+            -- The expired iterator was replaced by one after the last record read; every call signed.
+            local log = f.log()
+            assert.matches("GetShardIterator TRIM_HORIZON signed\n", log)
+            assert.matches("GetShardIterator AFTER_SEQUENCE_NUMBER 103 signed\n", log)
+            assert.is_nil(log:find("unsigned"))
+        end)
+        f.quit()
+        assert(ok, why)
+    end)
+
+    it("lists the shards with DescribeStream, page by page, where ListShards is unknown; credentials from the environment", function()
+        local f = kh.flaky("describe")
+        -- The credentials of the environment, a session token with them.
+        ffi.cdef [[ int setenv(const char *name, const char *value, int overwrite);
+                    int unsetenv(const char *name); ]]
+        ffi.C.setenv("AWS_ACCESS_KEY_ID", "ASIAENV", 1)
+        ffi.C.setenv("AWS_SECRET_ACCESS_KEY", "secret", 1)
+        ffi.C.setenv("AWS_SESSION_TOKEN", "session/token+1=", 1)
+        local ok, why = pcall(function()
+            local got = {}
+            local ssc = helpers.ssc(0.2)
+            local d = sh.KinesisUtils.createStream(ssc, "old-app", "old", f.endpoint, "us-west-2",
+                sh.InitialPositionInStream.TRIM_HORIZON, 1)
+            d:foreachRDD(function(rdd)
+                local recs = rdd:collect()
+                for i = 1, #recs do got[#got + 1] = recs[i] end
+            end)
+            ssc:start()
+            helpers.wait_for(ssc, function() return #got >= 2 end, 20)
+            ssc:stop(false, false)
+            table.sort(got)
+            assert.are.same({ "from-shardId-000000000000", "from-shardId-000000000001" }, got)
+            local log = f.log()
+            local t = "signed token=session/token%+1=\n"
+            assert.matches("ListShards " .. t .. "DescribeStream " .. t .. "DescribeStream " .. t, log)
+            assert.is_nil(log:find("unsigned"))
+        end)
+        for _, name in ipairs({ "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN" }) do
+            ffi.C.unsetenv(name)
+        end
+        f.quit()
+        assert(ok, why)
+    end)
+
+    it("a LATEST iterator that expires before any record: the next starts when the first was asked for", function()
+        local f = kh.flaky("latest-expires")
+        local ok, why = pcall(function()
+            local got = {}
+            local ssc = helpers.ssc(0.2)
+            local d = sh.KinesisUtils.createStream(ssc, "latest-app", "flaky", f.endpoint, "us-east-1",
+                sh.InitialPositionInStream.LATEST, 1, nil, "AKIDLATEST", "secret")
+            d:foreachRDD(function(rdd)
+                local recs = rdd:collect()
+                for i = 1, #recs do got[#got + 1] = recs[i] end
+            end)
+            local before = require("streamhost.ffi").C.sh_ffi_now()
+            ssc:start()
+            helpers.wait_for(ssc, function() return #got >= 1 end, 20)
+            ssc:stop(false, false)
+            assert.are.same({ "rec-1" }, got)
+            local log = f.log()
+            assert.matches("GetShardIterator LATEST signed\nGetRecords signed\nGetShardIterator AT_TIMESTAMP at=%d+%.%d+ signed\n", log)
+            local at = tonumber(log:match("at=(%d+%.%d+)"))
+            assert.is_true(at >= before - 0.01 and at <= before + 5, tostring(at))
+        end)
+        f.quit()
+        assert(ok, why)
+    end)
+end)
