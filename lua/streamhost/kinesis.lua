@@ -16,6 +16,7 @@
 local ffi = require "ffi"
 local shffi = require "streamhost.ffi"
 local rddmod = require "streamhost.rdd"
+local receiver = require "streamhost.receiver"
 
 local C = shffi.C
 
@@ -122,7 +123,7 @@ local function settings(sc)
         ms("streamhost.kinesis.requestTimeoutMs", 30000)
 end
 
-local function receiver(ssc, a, decode_id, creds)
+local function kinesis_stream(ssc, a, decode_id, creds)
     local sources = require "streamhost.sources"
     local sc = ssc.sparkContext
     local idle_ms, list_ms, timeout_ms = settings(sc)
@@ -158,29 +159,13 @@ local function receiver(ssc, a, decode_id, creds)
         if r == nil then error(self.name .. ": " .. tostring(shffi.take_string(err_out[0])), 0) end
         self.recv = r
     end
-    function source.poll_events(self)
-        while self.recv ~= nil and C.sh_ffi_kinesis_recv_event(self.recv, err_out) == 1 do
-            local msg = shffi.take_string(err_out[0])
-            if msg:match("receiving again$") then
-                io.stderr:write("streamhost: ", self.name, ": ", msg, "\n")
-            else
-                self.report(msg)
-            end
-        end
-    end
+    function source.poll_events(self) receiver.drain_reports(self, C.sh_ffi_kinesis_recv_event, err_out) end
     -- Shards being read now, shards read to their end, and the times backpressure paused
     -- reading (an extension, for tests and status).
     function source.shards(self)
         if self.recv == nil then return 0, 0, 0 end
         local n = C.sh_ffi_kinesis_recv_reading(self.recv, ended_out, pauses_out)
         return n, ended_out[0], pauses_out[0]
-    end
-    local function rdd_of(blobs)
-        local parts = {}
-        for i, b in ipairs(blobs) do parts[i] = { b } end
-        local rdd = rddmod.from_blobs(sc, parts)
-        if decode_id then rdd = rdd:_narrow("map", decode_id) end
-        return rdd
     end
     local function note(self, t, blobs)
         local pos = positions_of(blobs)
@@ -190,21 +175,16 @@ local function receiver(ssc, a, decode_id, creds)
         end
     end
     function source.generate(self, t, rec)
-        local blobs, n = {}, 0
-        if rec ~= nil and self.input then
-            blobs = sources.record_blocks(rec, self.input)
-            n = C.sh_ffi_batch_records(rec, self.input)
-        end
+        local blobs, n = receiver.batch_blocks(self, rec)
         note(self, t, blobs)
-        local rdd = rdd_of(blobs)
+        local rdd = receiver.blocks_rdd(sc, blobs, decode_id)
         rdd._known = n
         return rdd, { description = string.format("%s: %d records", self.name, n) }
     end
     function source.regenerate(self, t)
-        local blobs = self.wal and self.wal.read(self.stream_id, t)
-        if blobs == nil then return nil end
-        note(self, t, blobs)
-        return rdd_of(blobs), { description = string.format("%s: batch %d from the write-ahead log", self.name, t) }
+        local rdd, info, blobs = receiver.from_log(self, sc, t, decode_id)
+        if rdd then note(self, t, blobs) end
+        return rdd, info
     end
     function source.batch_completed(self, _, ok, t)
         local pos = self.batch_pos[t]
@@ -275,12 +255,12 @@ function KinesisUtils.createStream(ssc, kinesisAppName, streamName, endpointUrl,
     local a = { kind = "kinesisStream", kinesisAppName = kinesisAppName, streamName = streamName,
                 endpointUrl = endpointUrl, regionName = regionName,
                 initialPositionInStream = initialPositionInStream, checkpointInterval = checkpointInterval }
-    return receiver(ssc, a, decode_id, awsAccessKeyId and { awsAccessKeyId, awsSecretKey } or nil)
+    return kinesis_stream(ssc, a, decode_id, awsAccessKeyId and { awsAccessKeyId, awsSecretKey } or nil)
 end
 
 -- A stream as a recovered graph makes it again: credentials from the environment.
 function M.rebuild(ssc, args, fns)
-    return receiver(ssc, args, fns[1], nil)
+    return kinesis_stream(ssc, args, fns[1], nil)
 end
 
 return M

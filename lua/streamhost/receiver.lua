@@ -27,21 +27,21 @@ function M.batch_blocks(source, rec)
         tonumber(C.sh_ffi_batch_records(rec, source.input))
 end
 
--- The RDD of batch t as the write-ahead log keeps it (recovery), with its input info; nil
--- when the log has none.
+-- The RDD of batch t as the write-ahead log keeps it (recovery), with its input info and the
+-- blocks read; nil when the log has none.
 function M.from_log(source, sc, t, decode_id)
     local blobs = source.wal and source.wal.read(source.stream_id, t)
     if blobs == nil then return nil end
     return blocks_rdd(sc, blobs, decode_id),
-        { description = string.format("%s: batch %d from the write-ahead log", source.name, t) }
+        { description = string.format("%s: batch %d from the write-ahead log", source.name, t) }, blobs
 end
 
--- Takes the receiver's reports with take(recv, msg_out) (1 while there is one): "receiving
--- again" goes to stderr, the rest to source.report (stderr and onReceiverError).
+-- Takes the receiver's reports with take(recv, msg_out) (1 while there is one): those that
+-- end "receiving again" go to stderr, the rest to source.report (stderr and onReceiverError).
 function M.drain_reports(source, take, msg_out)
     while source.recv ~= nil and take(source.recv, msg_out) == 1 do
         local msg = shffi.take_string(msg_out[0])
-        if msg == "receiving again" then
+        if msg:find("receiving again$") then
             io.stderr:write("streamhost: ", source.name, ": ", msg, "\n")
         else
             source.report(msg)
