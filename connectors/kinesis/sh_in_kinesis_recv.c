@@ -7,6 +7,7 @@
 #include "sh_in_kinesis.h"
 #include "sh_common.h"
 #include "sh_buf.h"
+#include "sh_events.h"
 #include "sh_kinesis_call.h"
 
 #include <openssl/evp.h>
@@ -17,7 +18,6 @@
 #define SH_EXPORT __attribute__((visibility("default")))
 #define TICK_MS 10
 #define CHUNK_BYTES (1 << 20)
-#define MAX_EVENTS 64
 #define BACKOFF_FIRST_MS 100
 #define BACKOFF_MAX_MS 5000
 #define GET_LIMIT 10000       /* records a GetRecords asks for (the service's maximum) */
@@ -37,11 +37,6 @@ typedef struct shard_s {
     int64_t due_ms;        /* no call before */
     int backoff_ms;
 } shard_t;
-
-typedef struct event_s {
-    struct event_s *next;
-    char *msg;
-} event_t;
 
 struct sh_kinesis_recv_s {
     uv_timer_t tick;
@@ -64,28 +59,8 @@ struct sh_kinesis_recv_s {
     char *list_token;         /* paging: NextToken, or the last shard id for DescribeStream */
     sh_blob_t *chunk;
     char *last_error;         /* the last error reported (each is said once until it changes) */
-    event_t *ev_head, *ev_tail;
-    int nevents;
+    sh_events_t events;       /* for the driver (sh_ffi_kinesis_recv_event) */
 };
-
-static void push_event(sh_kinesis_recv_t *r, const char *msg)
-{
-    event_t *e;
-
-    if (r->nevents >= MAX_EVENTS || (e = sh_calloc(1, sizeof *e)) == NULL)
-        return;
-    e->msg = sh__strdup(msg);
-    if (e->msg == NULL) {
-        sh_free(e);
-        return;
-    }
-    if (r->ev_tail)
-        r->ev_tail->next = e;
-    else
-        r->ev_head = e;
-    r->ev_tail = e;
-    r->nevents++;
-}
 
 /* An error: reported once until another one comes (or reading succeeds again). */
 /* `last` is the listing's or a shard's last error. */
@@ -102,7 +77,7 @@ static void report_to(sh_kinesis_recv_t *r, char **last, const char *fmt, ...)
         return;
     sh_free(*last);
     *last = sh__strdup(msg);
-    push_event(r, msg);
+    sh_events_push(&r->events, 0, msg);
 }
 
 #define report(r, ...) report_to((r), &(r)->last_error, __VA_ARGS__)
@@ -118,7 +93,7 @@ static void succeeded(sh_kinesis_recv_t *r, char **last, const char *what)
     sh_free(*last);
     *last = NULL;
     snprintf(msg, sizeof msg, "%s%sreceiving again", what ? what : "", what ? ": " : "");
-    push_event(r, msg);
+    sh_events_push(&r->events, 0, msg);
 }
 
 static int next_backoff(int *b)
@@ -145,7 +120,7 @@ static void flush_chunk(sh_kinesis_recv_t *r, uint32_t count)
     if (c == NULL || c->len == 0)
         return;
     if (r->sched && sh_sched_input_append(r->sched, r->input, c->data, c->len, count))
-        push_event(r, "out of memory: received records dropped");
+        sh_events_push(&r->events, 0, "out of memory: received records dropped");
     c->len = 0;
     c->count = 0;
 }
@@ -392,7 +367,7 @@ static void shard_ended(shard_t *s)
     sh_free(s->iter);
     s->iter = NULL;
     if (sh__kinesis_block_append(&r->chunk, SH_KINESIS_SHARD_END, s->id, NULL, NULL, NULL, 0, 0))
-        push_event(r, "out of memory: a shard's end was not recorded");
+        sh_events_push(&r->events, 0, "out of memory: a shard's end was not recorded");
     flush_chunk(r, 0);
     r->list_due_ms = 0;  /* its children: list again now */
 }
@@ -506,7 +481,7 @@ static void on_records(void *ud, const sh_kinesis_answer_t *a)
             unsigned char *nb = sh_realloc(buf, dlen / 4 * 3 + 3);
 
             if (nb == NULL) {
-                push_event(r, "out of memory: received records dropped");
+                sh_events_push(&r->events, 0, "out of memory: received records dropped");
                 break;
             }
             buf = nb;
@@ -522,7 +497,7 @@ static void on_records(void *ud, const sh_kinesis_answer_t *a)
         if (sh__kinesis_block_append(&r->chunk, 0, s->id, seq, key ? key : "", (char *) buf,
                                      (size_t) n,
                                      json_is_number(at) ? (int64_t) (json_number_value(at) * 1000) : 0)) {
-            push_event(r, "out of memory: received records dropped");
+            sh_events_push(&r->events, 0, "out of memory: received records dropped");
             break;
         }
         count++;
@@ -599,13 +574,7 @@ static void free_recv(sh_kinesis_recv_t *r)
 {
     int i;
 
-    while (r->ev_head) {
-        event_t *e = r->ev_head;
-
-        r->ev_head = e->next;
-        sh_free(e->msg);
-        sh_free(e);
-    }
+    sh_events_clear(&r->events);
     for (i = 0; i < r->nshards; i++) {
         shard_t *s = r->shards[i];
 
@@ -690,17 +659,7 @@ nomem:
 
 SH_EXPORT int sh_ffi_kinesis_recv_event(sh_kinesis_recv_t *r, char **msg)
 {
-    event_t *e = r->ev_head;
-
-    if (e == NULL)
-        return 0;
-    r->ev_head = e->next;
-    if (r->ev_head == NULL)
-        r->ev_tail = NULL;
-    r->nevents--;
-    *msg = e->msg;
-    sh_free(e);
-    return 1;
+    return sh_events_take(&r->events, NULL, msg);
 }
 
 SH_EXPORT int sh_ffi_kinesis_recv_reading(const sh_kinesis_recv_t *r, int *ended, int *pauses)
