@@ -128,6 +128,20 @@ function M.sleep(seconds)
     require("streamhost.loop").sleep(seconds)
 end
 
+-- A string quoted for sh (single quotes).
+function M.q(s)
+    return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+-- Polls cond() until it holds or `seconds` pass (outside a running context: no batches run
+-- meanwhile in this process); returns cond().
+function M.wait_until(cond, seconds)
+    local C = require("streamhost.ffi").C
+    local deadline = C.sh_ffi_now() + seconds
+    while not cond() and C.sh_ffi_now() < deadline do M.sleep(0.01) end
+    return cond()
+end
+
 -- Runs ssc's batches until cond() is true or `timeout` seconds pass; returns cond().
 function M.wait_for(ssc, cond, timeout)
     local C = require("streamhost.ffi").C

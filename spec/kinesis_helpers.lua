@@ -5,7 +5,7 @@ local helpers = require "spec.helpers"
 
 local M = {}
 
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+local q = helpers.q
 M.q = q
 
 -- Starts kinesalite; returns k with .endpoint, :run(cmd...) (a kinesis_client.py command: its

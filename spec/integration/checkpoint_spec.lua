@@ -8,7 +8,7 @@ local helpers = require "spec.helpers"
 
 local C = require("streamhost.ffi").C
 
-local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+local q = helpers.q
 
 local function error_of(f)
     local ok, err = pcall(f)

@@ -4,7 +4,7 @@ local helpers = require "spec.helpers"
 
 local HOST = os.getenv("STREAMHOST") or "host/streamhost"
 
-local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+local q = helpers.q
 
 -- Runs the host with `args` (a shell-quoted string); returns exit status, stdout, stderr.
 local function run(args)

@@ -15,7 +15,7 @@ end
 local GAME = (os.getenv("STREAMHOST") or ""):find("asan") and "build/examples/game_server-asan"
     or "build/examples/game_server"
 
-local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+local q = helpers.q
 
 describe("embedding", function()
     it("the game server example feeds the job from two threads, gets leaderboards, reloads, and every point is counted once", function()

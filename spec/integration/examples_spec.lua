@@ -19,12 +19,7 @@ local function running(pid)
 end
 
 -- Pumps the host loop (so servers in this process keep serving) until cond() or timeout.
-local function wait_until(cond, timeout)
-    local C = require("streamhost.ffi").C
-    local deadline = C.sh_ffi_now() + timeout
-    while not cond() and C.sh_ffi_now() < deadline do helpers.sleep(0.05) end
-    return cond()
-end
+local wait_until = helpers.wait_until
 
 local function count_of(text, word)
     local best = 0

@@ -9,13 +9,9 @@ local JOB = "spec/jobs/flume_recoverable.lua"
 local C = require("streamhost.ffi").C
 local N = 3000
 
-local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+local q = helpers.q
 
-local function wait_until(cond, seconds)
-    local deadline = C.sh_ffi_now() + seconds
-    while not cond() and C.sh_ffi_now() < deadline do helpers.sleep(0.02) end
-    return cond()
-end
+local wait_until = helpers.wait_until
 
 -- Event id -> how many times it is in the saved outputs, and how many outputs are incomplete.
 local function read_events(dir)

@@ -11,13 +11,9 @@ local JOB = "spec/jobs/kafka_receiver_wal.lua"
 local C = require("streamhost.ffi").C
 local TOPIC, PARTITIONS = "walt", 2
 
-local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+local q = helpers.q
 
-local function wait_until(cond, seconds)
-    local deadline = C.sh_ffi_now() + seconds
-    while not cond() and C.sh_ffi_now() < deadline do helpers.sleep(0.02) end
-    return cond()
-end
+local wait_until = helpers.wait_until
 
 -- The group's committed offsets, asked of the brokers with librdkafka (OffsetFetch over TCP;
 -- querying does not join the group): the sum over the topic's partitions.

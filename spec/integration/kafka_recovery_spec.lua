@@ -9,13 +9,9 @@ local JOB = "spec/jobs/kafka_recoverable_wordcount.lua"
 local C = require("streamhost.ffi").C
 local N, PARTITIONS, RATE = 500000, 8, 12500  -- 50k messages a 0.5 s batch: about 10 batches
 
-local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+local q = helpers.q
 
-local function wait_until(cond, seconds)
-    local deadline = C.sh_ffi_now() + seconds
-    while not cond() and C.sh_ffi_now() < deadline do helpers.sleep(0.02) end
-    return cond()
-end
+local wait_until = helpers.wait_until
 
 -- Batch time -> { partition -> {from, until} } of the batches that ran (the latest run of each).
 local function read_ranges(dir)

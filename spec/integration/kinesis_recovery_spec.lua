@@ -12,11 +12,7 @@ local C = require("streamhost.ffi").C
 local q = kh.q
 local CHUNK, ROUNDS = 3000, 3
 
-local function wait_until(cond, seconds)
-    local deadline = C.sh_ffi_now() + seconds
-    while not cond() and C.sh_ffi_now() < deadline do helpers.sleep(0.02) end
-    return cond()
-end
+local wait_until = helpers.wait_until
 
 -- The words counted in all the batches' saved outputs, and how many outputs are incomplete.
 local function read_counts(dir)

@@ -9,7 +9,7 @@ local helpers = require "spec.helpers"
 local JOB = "spec/jobs/recoverable_wordcount.lua"
 local C = require("streamhost.ffi").C
 
-local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+local q = helpers.q
 
 -- Input files: n files of 4 lines of words from a vocabulary of 23, deterministic.
 local function make_inputs(n)
@@ -58,11 +58,7 @@ local function show(counts)
 end
 
 -- Waits until cond() holds or `seconds` pass; returns cond().
-local function wait_until(cond, seconds)
-    local deadline = C.sh_ffi_now() + seconds
-    while not cond() and C.sh_ffi_now() < deadline do helpers.sleep(0.005) end
-    return cond()
-end
+local wait_until = helpers.wait_until
 
 local function same_counts(a, b)
     for k, v in pairs(a) do if b[k] ~= v then return false end end
