@@ -23,8 +23,13 @@
 #define SH_BLOB_FLUME 6
 
 /* Frames larger than this (all buffers together), or with more buffers, are malformed. */
-#define SH_FLUME_MAX_FRAME ((size_t) 256 << 20)
+#define SH_FLUME_MAX_FRAME ((size_t) 64 << 20)
 #define SH_FLUME_MAX_BUFFERS (1u << 20)
+/* Events in one request at most (Flume agents send batches of hundreds to thousands): an
+ * empty event is 2 bytes of Avro and 8 in a block, so a frame of tiny events costs memory
+ * out of proportion to its size. */
+#define SH_FLUME_MAX_EVENTS 1000000
+#define SH_FLUME_MAX_EVENTS_TEXT "1000000"
 
 /* -- Avro binary encoding (sh_flume_avro.c) ---------------------------------------------- */
 
@@ -71,7 +76,7 @@ typedef struct {
     int n, next;
 } sh_flume_known_t;
 
-/* Reads a HandshakeRequest from `in` (through Avro C), decides the match as Avro's responders
+/* Reads a HandshakeRequest from `in` (by hand), decides the match as Avro's responders
  * do (clientHash known or clientProtocol given and naming `local`'s protocol: CLIENT, or BOTH
  * when serverHash is ours; else NONE) and appends the HandshakeResponse to `out` (with our
  * protocol and hash unless BOTH). Returns the match, or -1 with *err (a static message) when
@@ -87,10 +92,17 @@ int sh_flume_handshake_response(sh_avro_in_t *in, const char **err);
 
 /* -- Avro's Netty framing and the zlib stream (sh_flume_frame.c) ------------------------- */
 
-/* One connection's incoming byte stream: raw or through zlib. */
+/* One connection's incoming byte stream: raw or through zlib. Compressed bytes are inflated
+ * only as frames are taken, a slice at a time, so a small compressed input cannot make the
+ * stream hold more than about one frame and one slice of plain bytes. */
 typedef struct {
-    uint8_t *data;        /* stream bytes not consumed yet */
-    size_t len, cap;
+    uint8_t *data;        /* plain bytes; [head, len) not taken yet */
+    size_t head, len, cap;
+    size_t scan_pos, scan_total;  /* the next frame's header walk so far (scan_pos from head;
+                                   * 0: not begun) */
+    uint32_t scan_i;
+    uint8_t *zdata;       /* compressed bytes; [zhead, zlen) not inflated yet */
+    size_t zhead, zlen, zcap;
     z_stream zin, zout;
     int compressed;       /* zin/zout are initialized */
 } sh_flume_stream_t;
@@ -98,14 +110,19 @@ typedef struct {
 /* 0 or SH_ENOMEM. */
 int sh_flume_stream_init(sh_flume_stream_t *s, int compressed);
 void sh_flume_stream_free(sh_flume_stream_t *s);
-/* Adds received bytes (inflated first when compressed). 0, SH_ENOMEM, or -1 (corrupt zlib
- * stream, *err set). */
+/* Adds received bytes (kept compressed until sh_flume_stream_frame needs them). 0 or
+ * SH_ENOMEM (*err set). */
 int sh_flume_stream_feed(sh_flume_stream_t *s, const char *bytes, size_t len, const char **err);
 /* Takes the next complete frame from the stream: 1 with its serial and its buffers joined into
  * `msg` (emptied first); 0 when the frame is not complete yet; -1 when the frame is malformed
- * (*err says how). */
+ * or the zlib stream corrupt (*err says how). Linear in the bytes taken. */
 int sh_flume_stream_frame(sh_flume_stream_t *s, uint32_t *serial, sh_buf_t *msg, char *err,
                           size_t errlen);
+/* Bytes received and not taken as frames yet (plain and still compressed). */
+size_t sh_flume_stream_pending(const sh_flume_stream_t *s);
+/* Lets go of a connection's per-request buffer when a large request made it grow past 1 MiB,
+ * so that an idle connection holds little. The buffer's owner's thread. */
+void sh_flume_buf_trim(sh_buf_t *b);
 /* A frame holding `msg` as one buffer, deflated when the stream is compressed (with a sync
  * flush, as Netty's ZlibEncoder writes): a new buffer (free with sh_free) in *out. 0 or
  * SH_ENOMEM. */

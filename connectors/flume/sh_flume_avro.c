@@ -1,6 +1,7 @@
 /* sh_flume_avro.c: Avro as the Flume protocols use it: the binary encoding of longs, strings,
  * maps and the events (by hand: the hot path), the two protocols' texts and MD5 hashes, and
- * the Avro RPC handshake records (through Avro C). */
+ * the Avro RPC handshake records (read by hand, so untrusted bytes stay off Avro C; written
+ * through Avro C). */
 #include "sh_flume.h"
 #include "sh_common.h"
 
@@ -94,6 +95,10 @@ int64_t sh_avro_get_long(sh_avro_in_t *in)
             break;
         }
         c = *in->p++;
+        if (shift == 63 && (c & 0x7e)) {  /* a 10th byte holds one bit at most */
+            in->err = "malformed varint";
+            break;
+        }
         v |= (uint64_t) (c & 0x7f) << shift;
         if (!(c & 0x80))
             return (int64_t) (v >> 1) ^ -(int64_t) (v & 1);
@@ -225,8 +230,13 @@ long sh_flume_get_events(sh_avro_in_t *in, int array, sh_buf_t *out)
         count = 1;
     } else {
         while ((n = block_count(in)) > 0)
-            for (; n > 0 && in->err == NULL; n--, count++)
+            for (; n > 0 && in->err == NULL; n--, count++) {
+                if (count >= SH_FLUME_MAX_EVENTS) {
+                    in->err = "more events in one request than the limit of " SH_FLUME_MAX_EVENTS_TEXT;
+                    break;
+                }
                 get_event(in, out);
+            }
     }
     if (in->err == NULL && out->oom)
         in->err = "out of memory";
@@ -234,27 +244,6 @@ long sh_flume_get_events(sh_avro_in_t *in, int array, sh_buf_t *out)
 }
 
 /* -- The handshake ------------------------------------------------------------------------ */
-
-/* Reads one datum of class cls from the cursor into *v (a new value the caller decrefs); 0 or -1. */
-static int read_datum(sh_avro_in_t *in, avro_value_iface_t *cls, avro_value_t *v)
-{
-    avro_reader_t r;
-    size_t used = 0;
-    int rc;
-
-    if (cls == NULL || avro_generic_value_new(cls, v))
-        return -1;
-    r = avro_reader_memory((const char *) in->p, in->end - in->p);
-    rc = avro_value_read(r, v);
-    avro_reader_free(r);
-    /* Avro C's memory reader does not tell its position: the datum's encoded size does. */
-    if (rc == 0 && avro_value_sizeof(v, &used) == 0 && used <= (size_t) (in->end - in->p)) {
-        in->p += used;
-        return 0;
-    }
-    avro_value_decref(v);
-    return -1;
-}
 
 static void write_datum(avro_value_t *v, sh_buf_t *out)
 {
@@ -285,50 +274,90 @@ static int known_hash(const sh_flume_known_t *k, const uint8_t *h)
     return 0;
 }
 
+/* A union {null, X}'s branch: 1 when X follows, 0 for null (in->err set on anything else). */
+static int get_optional(sh_avro_in_t *in)
+{
+    int64_t b = sh_avro_get_long(in);
+
+    if (in->err == NULL && b != 0 && b != 1)
+        in->err = "malformed union";
+    return in->err == NULL && b == 1;
+}
+
+/* An MD5 (fixed, 16 bytes): a pointer into the input, or NULL with in->err. */
+static const uint8_t *get_md5(sh_avro_in_t *in)
+{
+    const uint8_t *p = in->p;
+
+    if (in->err)
+        return NULL;
+    if (in->end - in->p < 16) {
+        in->err = "truncated message";
+        return NULL;
+    }
+    in->p += 16;
+    return p;
+}
+
+/* Whether a protocol's JSON text declares "protocol": "<name>" (spaces allowed around ':'). */
+static int declares_protocol(const uint8_t *text, size_t len, const char *name)
+{
+    const char *key = "\"protocol\"";
+    size_t klen = strlen(key), nlen = strlen(name), i;
+
+    for (i = 0; i + klen <= len; i++) {
+        size_t j = i + klen;
+
+        if (memcmp(text + i, key, klen) != 0)
+            continue;
+        while (j < len && (text[j] == ' ' || text[j] == '\t' || text[j] == '\n' || text[j] == '\r'))
+            j++;
+        if (j >= len || text[j++] != ':')
+            continue;
+        while (j < len && (text[j] == ' ' || text[j] == '\t' || text[j] == '\n' || text[j] == '\r'))
+            j++;
+        if (len - j >= nlen + 2 && text[j] == '"' && memcmp(text + j + 1, name, nlen) == 0 &&
+            text[j + 1 + nlen] == '"')
+            return 1;
+    }
+    return 0;
+}
+
 int sh_flume_handshake_serve(sh_avro_in_t *in, const sh_flume_proto_t *local,
                              sh_flume_known_t *known, sh_buf_t *out, const char **err)
 {
-    avro_value_t req, field, branch, resp;
-    const void *client_hash = NULL, *server_hash = NULL;
-    size_t size = 0;
-    int disc = 0, remote, match;
+    avro_value_t field, branch, resp;
+    const uint8_t *client_hash, *server_hash, *text = NULL;
+    size_t text_len = 0;
+    int remote, match;
 
     pthread_once(&once, init_once);
-    if (read_datum(in, hs_request_class, &req)) {
+    /* HandshakeRequest {clientHash: MD5, clientProtocol: union {null, string}, serverHash: MD5,
+     * meta: union {null, map<bytes>}}, read by hand: untrusted bytes stay off Avro C. */
+    client_hash = get_md5(in);
+    if (get_optional(in))
+        text = sh_avro_get_bytes(in, &text_len);
+    server_hash = get_md5(in);
+    if (get_optional(in))
+        sh_avro_skip_map(in);
+    if (in->err) {
         *err = "malformed handshake request";
         return -1;
     }
-    avro_value_get_by_name(&req, "clientHash", &field, NULL);
-    avro_value_get_fixed(&field, &client_hash, &size);
-    avro_value_get_by_name(&req, "serverHash", &field, NULL);
-    avro_value_get_fixed(&field, &server_hash, &size);
     remote = memcmp(client_hash, local->md5, 16) == 0 || known_hash(known, client_hash);
-    if (!remote) {
-        /* An unknown client protocol that the client sent along: one naming our protocol is
-         * taken (its messages are read with our schemas, as they are the same protocol). */
-        avro_value_get_by_name(&req, "clientProtocol", &field, NULL);
-        avro_value_get_discriminant(&field, &disc);
-        if (disc == 1) {
-            const char *text = NULL;
-            char quoted[64];
-
-            avro_value_get_current_branch(&field, &branch);
-            avro_value_get_string(&branch, &text, &size);
-            snprintf(quoted, sizeof quoted, "\"%s\"", local->name);
-            if (text && strstr(text, quoted)) {
-                remote = 1;
-                memcpy(known->hashes[known->next], client_hash, 16);
-                known->next = (known->next + 1) % 16;
-                if (known->n < 16)
-                    known->n++;
-            }
-        }
+    if (!remote && text && declares_protocol(text, text_len, local->name)) {
+        /* An unknown client protocol that the client sent along and that names ours is taken
+         * (its messages are read with our schemas, as they are the same protocol). */
+        remote = 1;
+        memcpy(known->hashes[known->next], client_hash, 16);
+        known->next = (known->next + 1) % 16;
+        if (known->n < 16)
+            known->n++;
     }
     if (!remote)
         match = SH_MATCH_NONE;
     else
         match = memcmp(server_hash, local->md5, 16) == 0 ? SH_MATCH_BOTH : SH_MATCH_CLIENT;
-    avro_value_decref(&req);
 
     if (avro_generic_value_new(hs_response_class, &resp)) {
         *err = "out of memory";
@@ -390,16 +419,22 @@ void sh_flume_handshake_request(const sh_flume_proto_t *local, int send_protocol
 
 int sh_flume_handshake_response(sh_avro_in_t *in, const char **err)
 {
-    avro_value_t resp, field;
-    int match = -1;
+    /* HandshakeResponse {match: enum (BOTH, CLIENT, NONE), serverProtocol: union {null,
+     * string}, serverHash: union {null, MD5}, meta: union {null, map<bytes>}}. */
+    int64_t match = sh_avro_get_long(in);
+    size_t len;
 
-    pthread_once(&once, init_once);
-    if (read_datum(in, hs_response_class, &resp)) {
+    if (in->err == NULL && (match < SH_MATCH_BOTH || match > SH_MATCH_NONE))
+        in->err = "unknown match";
+    if (get_optional(in))
+        sh_avro_get_bytes(in, &len);
+    if (get_optional(in))
+        get_md5(in);
+    if (get_optional(in))
+        sh_avro_skip_map(in);
+    if (in->err) {
         *err = "malformed handshake response";
         return -1;
     }
-    avro_value_get_by_name(&resp, "match", &field, NULL);
-    avro_value_get_enum(&field, &match);
-    avro_value_decref(&resp);
-    return match;
+    return (int) match;
 }

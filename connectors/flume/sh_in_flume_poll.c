@@ -352,6 +352,8 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
                 fail(c, "%s", "a response to no request");
             else
                 got_response(c);
+            sh_flume_buf_trim(&c->msg);
+            sh_flume_buf_trim(&c->block);
         }
     }
     sh_free(buf->base);
@@ -368,7 +370,7 @@ static void on_connect(uv_connect_t *req, int status)
         return;
     }
     if (c->owner->down[c->addr]) {
-        sh_events_pushf(&c->owner->events, 0, "receiving again");
+        sh_events_pushf(&c->owner->events, 0, "sink %s: receiving again", name_of(c));
         c->owner->down[c->addr] = 0;
     }
     c->backoff = BACKOFF_MIN_MS;

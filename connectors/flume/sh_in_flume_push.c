@@ -284,9 +284,10 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
     int rc;
 
     if (nread < 0) {
-        if (c->stream.len > 0)
+        if (sh_flume_stream_pending(&c->stream) > 0)
             sh_events_pushf(&s->events, 0, "%s disconnected in the middle of a request (%zu bytes "
-                                 "of it dropped, nothing of it stored)", c->peer, c->stream.len);
+                            "of it dropped, nothing of it stored)", c->peer,
+                            sh_flume_stream_pending(&c->stream));
         close_conn(c);
     } else if (nread > 0) {
         rc = sh_flume_stream_feed(&c->stream, buf->base, (size_t) nread, &zerr);
@@ -300,6 +301,8 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
                     sh_events_pushf(&s->events, 0, "%s from %s", err, c->peer);
                 close_conn(c);
             }
+            sh_flume_buf_trim(&c->msg);
+            sh_flume_buf_trim(&c->block);
         }
     }
     sh_free(buf->base);

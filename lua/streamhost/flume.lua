@@ -160,8 +160,8 @@ function FlumeUtils.createPollingStream(ssc, addresses, storageLevel, maxBatchSi
     local addrs = addresses_of(addresses, what, 2)
     maxBatchSize = maxBatchSize == nil and 1000 or maxBatchSize
     parallelism = parallelism == nil and 5 or parallelism
-    if type(maxBatchSize) ~= "number" or maxBatchSize < 1 or maxBatchSize % 1 ~= 0 or maxBatchSize > 2 ^ 31 - 1 then
-        error(what .. " expects maxBatchSize as a positive integer, got " .. tostring(maxBatchSize), 2)
+    if type(maxBatchSize) ~= "number" or maxBatchSize < 1 or maxBatchSize % 1 ~= 0 or maxBatchSize > 1000000 then
+        error(what .. " expects maxBatchSize as an integer from 1 to 1000000 (events a request), got " .. tostring(maxBatchSize), 2)
     end
     if type(parallelism) ~= "number" or parallelism < 1 or parallelism % 1 ~= 0 or parallelism > 64 then
         error(what .. " expects parallelism as an integer from 1 to 64, got " .. tostring(parallelism), 2)

@@ -4,29 +4,35 @@
 local ffi = require "ffi"
 
 local ffi_string, ffi_cast = ffi.string, ffi.cast
+local u32_t = ffi.typeof("const uint32_t *")
 local M = {}
 
--- Pushes every event of block b into emit({headers, body}), in order.
+-- Pushes every event of block b into emit({headers, body}), in order. The receiver wrote the
+-- block, and the write-ahead log checks what it reads back; a length past the block's end is
+-- still refused, naming the byte.
 function M.each_event(b, emit)
     local base = ffi_cast("const uint8_t *", b.data)
     local len = tonumber(b.len)
     local pos = 0
+    -- The next length-prefixed string at pos.
+    local function field()
+        if pos + 4 > len then error("a Flume block is cut short at byte " .. pos, 0) end
+        local n = ffi_cast(u32_t, base + pos)[0]
+        if pos + 4 + n > len then error("a Flume block is cut short at byte " .. pos, 0) end
+        local s = ffi_string(base + pos + 4, n)
+        pos = pos + 4 + n
+        return s
+    end
     while pos < len do
-        local nh = ffi_cast("const uint32_t *", base + pos)[0]
+        if pos + 4 > len then error("a Flume block is cut short at byte " .. pos, 0) end
+        local nh = ffi_cast(u32_t, base + pos)[0]
         pos = pos + 4
         local headers = {}
         for _ = 1, nh do
-            local kl = ffi_cast("const uint32_t *", base + pos)[0]
-            local k = ffi_string(base + pos + 4, kl)
-            pos = pos + 4 + kl
-            local vl = ffi_cast("const uint32_t *", base + pos)[0]
-            headers[k] = ffi_string(base + pos + 4, vl)
-            pos = pos + 4 + vl
+            local k = field()
+            headers[k] = field()
         end
-        local bl = ffi_cast("const uint32_t *", base + pos)[0]
-        local body = ffi_string(base + pos + 4, bl)
-        pos = pos + 4 + bl
-        emit({ headers, body })
+        emit({ headers, field() })
     end
 end
 

@@ -100,6 +100,17 @@ class Conn:
         self.sock.close()
 
 
+def zigzag(n):
+    """Avro's encoding of a long (zigzag, then base-128 varint)."""
+    z = (n << 1) ^ (n >> 63)
+    out = bytearray()
+    while z > 0x7F:
+        out.append((z & 0x7F) | 0x80)
+        z >>= 7
+    out.append(z)
+    return bytes(out)
+
+
 def encode(schema, datum):
     out = io.BytesIO()
     avro.io.DatumWriter(schema).write(datum, avro.io.BinaryEncoder(out))

@@ -17,9 +17,11 @@ length); the server must close the connection. text: the lines of --text (a file
 in appendBatch calls of M (headers empty), as fast as answers come. --unknown-hash: the first handshake offers a
 hash the server cannot know, so it must answer NONE with its protocol; the client then sends
 its protocol. --retry: a request answered FAILED is sent again (printing FAILED), as a Flume
-agent's sink does. resilient: see resilient(). Prints "MATCH <BOTH|CLIENT>" after the handshake and "DONE <n>" at the end."""
+agent's sink does. resilient: see resilient(). burst: after the calls above, see burst().
+toomany: after them, one appendBatch of --events empty events (more than a request may hold). Prints "MATCH <BOTH|CLIENT>" after the handshake and "DONE <n>" at the end."""
 import argparse
 import hashlib
+import struct
 import sys
 import time
 
@@ -117,6 +119,47 @@ def resilient(args):
     print("DONE", n - args.first, flush=True)
 
 
+def burst(c, args):
+    """--events `append` calls of one small event each (body "burst"), every request written at
+    once in one (compressed) write before any answer is read; every answer must be
+    OK, for its own serial, in order."""
+    # One request encoded by python3-avro, sent under every serial.
+    body = fa.call_request(P, "append", {"event": {"headers": {}, "body": b"burst"}})
+    c.conn.send_raw(b"".join(fa.Conn.frame(c.serial + 1 + k, [body]) for k in range(args.events)))
+    ok = fa.call_response(P, "append", "OK")
+    buf, pos, got = bytearray(), 0, 0
+    while got < args.events:
+        # Frames are parsed by offset: the answers can be many megabytes in one read.
+        while True:
+            if len(buf) - pos < 8:
+                break
+            serial, count = struct.unpack_from("!II", buf, pos)
+            p, parts = pos + 8, []
+            for _ in range(count):
+                if len(buf) - p < 4:
+                    break
+                (n,) = struct.unpack_from("!I", buf, p)
+                if len(buf) - p - 4 < n:
+                    break
+                parts.append(bytes(buf[p + 4:p + 4 + n]))
+                p += 4 + n
+            if len(parts) < count:
+                break
+            if serial != c.serial + 1 + got or b"".join(parts) != ok:
+                sys.exit("flume_client: answer %d is not OK for serial %d" % (got, c.serial + 1 + got))
+            got, pos = got + 1, p
+        if got == args.events:
+            break
+        if pos > (1 << 20):
+            del buf[:pos]
+            pos = 0
+        chunk = c.conn.sock.recv(1 << 16)
+        if not chunk:
+            sys.exit("flume_client: connection closed after %d answers" % got)
+        buf += c.conn.inflate.decompress(chunk) if c.conn.inflate else chunk
+    c.serial += args.events
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--host", default="127.0.0.1")
@@ -168,6 +211,8 @@ def main():
     i, calls, n = args.first, 0, args.first + args.events
     if args.mode in ("half", "malformed", "badframe"):
         n = args.first + min(args.events, args.batch)
+    elif args.mode in ("burst", "toomany"):
+        n = args.first + 1  # one call (the handshake) before the mode's own
     while i < n:
         if calls % 3 == 0:
             send([event(i)], single=True)
@@ -188,6 +233,25 @@ def main():
         try:
             c.conn.recv_frame()
             sys.exit("flume_client: the server answered a malformed request")
+        except (EOFError, ConnectionError):
+            pass
+    elif args.mode == "burst":
+        burst(c, args)
+        i += args.events
+    elif args.mode == "toomany":
+        # One appendBatch of more empty events than a request may hold: tiny on the wire, large
+        # in memory; the server must refuse it (close the connection) and store nothing.
+        # Encoded by hand (python3-avro takes long for a million events), checked against
+        # python3-avro's encoding of a small batch.
+        def batch(n):
+            return (b"\x00" + b"\x16appendBatch" + fa.zigzag(n) + b"\x00\x00" * n + b"\x00")
+        if batch(3) != fa.call_request(P, "appendBatch", {"events": [{"headers": {}, "body": b""}] * 3}):
+            sys.exit("flume_client: the hand encoding differs from python3-avro's")
+        body = batch(args.events)
+        c.conn.send_frame(c.serial + 1, [body])
+        try:
+            c.conn.recv_frame()
+            sys.exit("flume_client: the server answered a request over its limit")
         except (EOFError, ConnectionError):
             pass
     elif args.mode == "badframe":

@@ -147,6 +147,39 @@ describe("FlumeUtils.createStream (an Avro source; python3-avro clients over TCP
         assert.truthy(all:find("malformed appendBatch request from client 127%.0%.0%.1:%d+: negative length %(nothing of it stored%)"))
     end)
 
+    it("answers a burst of 200k small compressed requests written at once, every one OK and stored once", function()
+        -- Inflated, 200k frames of ~30 bytes sit in the stream together: each is taken in turn
+        -- without moving the rest (the stream keeps a read offset).
+        ssc = helpers.ssc(0.2)
+        local stream = sh.FlumeUtils.createStream(ssc, "127.0.0.1", 0, nil, true)
+        local n = 0
+        stream:foreachRDD(function(rdd) n = n + rdd:count() end)
+        ssc:start()
+        local p = peer("flume_client.py", string.format("--port %d --compress --mode burst --events 200000", stream._source:port()))
+        peers[#peers + 1] = p
+        assert.is_true(helpers.wait_for(ssc, function() return p.text():find("DONE") ~= nil end, 120), p.text())
+        assert.matches("DONE 200001", p.text())
+        assert.is_true(helpers.wait_for(ssc, function() return n >= 200001 end, 20))
+        helpers.wait_for(ssc, function() return false end, 0.3)
+        assert.are.equal(200001, n)
+    end)
+
+    it("refuses a request of more events than the limit (tiny compressed, large in memory), storing nothing of it", function()
+        ssc = helpers.ssc(0.2)
+        local stream = sh.FlumeUtils.createStream(ssc, "127.0.0.1", 0, nil, true)
+        local n = 0
+        stream:foreachRDD(function(rdd) n = n + rdd:count() end)
+        local errs = errors_of(ssc)
+        ssc:start()
+        local p = peer("flume_client.py", string.format("--port %d --compress --mode toomany --events 1000001", stream._source:port()))
+        peers[#peers + 1] = p
+        assert.is_true(helpers.wait_for(ssc, function() return p.text():find("DONE") ~= nil end, 60), p.text())
+        assert.is_true(helpers.wait_for(ssc, function() return #errs >= 1 end, 10))
+        assert.matches("more events in one request than the limit of 1000000", table.concat(errs, "\n"))
+        helpers.wait_for(ssc, function() return false end, 0.3)
+        assert.are.equal(1, n)  -- the handshake call's event, and nothing of the refused request
+    end)
+
     it("refuses bad arguments naming the caller's line", function()
         ssc = helpers.ssc(0.2)
         local ok, err = pcall(sh.FlumeUtils.createStream, ssc, "127.0.0.1", 70000)
@@ -157,7 +190,9 @@ describe("FlumeUtils.createStream (an Avro source; python3-avro clients over TCP
         ok, err = pcall(function() sh.FlumeUtils.createPollingStream(ssc, { "nohost" }) end)
         assert.truthy(err:find("flume_spec.lua:%d+: FlumeUtils.createPollingStream: address 1 must be"))
         ok, err = pcall(function() sh.FlumeUtils.createPollingStream(ssc, { { "127.0.0.1", 1 } }, nil, 0) end)
-        assert.truthy(err:find("expects maxBatchSize as a positive integer"))
+        assert.truthy(err:find("expects maxBatchSize as an integer from 1 to 1000000"))
+        ok, err = pcall(function() sh.FlumeUtils.createPollingStream(ssc, { { "127.0.0.1", 1 } }, nil, 2000000) end)
+        assert.truthy(err:find("expects maxBatchSize as an integer from 1 to 1000000 %(events a request%), got 2000000"))
         ok, err = pcall(function() sh.FlumeUtils.createStream(ssc, "127.0.0.1", 1, nil, false, 42) end)
         assert.truthy(err:find("expects bodyDecoder as a function or nil"))
         -- An address that cannot be bound fails start, naming it.
