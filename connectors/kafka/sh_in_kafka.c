@@ -255,8 +255,11 @@ SH_EXPORT sh_blob_t *sh_ffi_kafka_read(sh_kafka_t *k, const char *topic, int32_t
         ssize_t got = rd_kafka_consume_batch_queue(k->queue, 0, msgs, READ_BATCH);
         ssize_t i;
 
-        if (got == 0 && (msgs[0] = rd_kafka_consume_queue(k->queue, 200)) != NULL)
-            got = 1;
+        if (got <= 0) {  /* nothing queued (or an error, which the wait below reports) */
+            got = 0;
+            if ((msgs[0] = rd_kafka_consume_queue(k->queue, 200)) != NULL)
+                got = 1;
+        }
         int64_t before = next;
 
         if (got <= 0) {

@@ -8,7 +8,6 @@
 #include "sh_sched.h"
 
 #include <librdkafka/rdkafka.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -27,6 +26,7 @@ typedef struct sh_kafka_recv_s {
     int ntopics;
     int erring;               /* an error was reported and no message arrived since */
     sh_events_t events;       /* for the driver (sh_ffi_kafka_recv_event) */
+    uv_work_t leave;          /* leaving the group, after close */
 } sh_kafka_recv_t;
 
 static int32_t topic_index(sh_kafka_recv_t *r, const rd_kafka_message_t *m)
@@ -114,28 +114,34 @@ static void free_recv(sh_kafka_recv_t *r)
     sh_free(r);
 }
 
-/* Leaves the group (its partitions go to the other members), closes the connections and
- * frees the receiver. Leaving waits for the group coordinator's answer (up to the session
- * timeout when it is down), so it runs on a thread of its own, not on the loop. */
-static void *leave_group(void *arg)
+/* Leaves the group (its partitions go to the other members) and closes the connections.
+ * Leaving waits for the group coordinator's answer (up to the session timeout when it is
+ * down), so it runs on libuv's thread pool, not on the loop; as a request of the loop, it
+ * keeps the loop running (and the process from exiting) until it is done. */
+static void leave_group(uv_work_t *w)
 {
-    sh_kafka_recv_t *r = arg;
+    sh_kafka_recv_t *r = w->data;
 
     rd_kafka_consumer_close(r->rk);
     rd_kafka_destroy(r->rk);
-    free_recv(r);
-    return NULL;
+    r->rk = NULL;
+}
+
+static void left_group(uv_work_t *w, int status)
+{
+    (void) status;
+    free_recv(w->data);
 }
 
 static void on_closed(uv_handle_t *h)
 {
     sh_kafka_recv_t *r = h->data;
-    pthread_t t;
 
-    if (pthread_create(&t, NULL, leave_group, r) == 0)
-        pthread_detach(t);
-    else
-        leave_group(r);
+    r->leave.data = r;
+    if (uv_queue_work(h->loop, &r->leave, leave_group, left_group) != 0) {
+        leave_group(&r->leave);
+        free_recv(r);
+    }
 }
 
 /* Joins consumer group `group` (given in the configuration pairs, as group.id) subscribed to

@@ -368,6 +368,7 @@ local function group_stream(ssc, zkQuorum, groupId, topics, kafkaParams, decode_
                  kafkaParams = plain },
         fns = { decode_id },
         commits = {},   -- batch time -> positions its blocks end at, committed when it completes
+        frozen = {},    -- "topic index/partition" -> true where a batch failed (no commit past it)
     }
     function source.start(self, sched)
         self.input = C.sh_ffi_sched_input_new(sched, shffi.BLOB_KAFKA, BLOCK_BYTES, MAX_QUEUED)
@@ -403,13 +404,21 @@ local function group_stream(ssc, zkQuorum, groupId, topics, kafkaParams, decode_
             self.recv = nil
         end
     end
+    -- Commits where batch t's blocks end, except in partitions where a batch failed: the
+    -- group's offset stays before that batch's messages, so the next consumer reads them again.
     local function commit(self, t)
         local c = self.commits[t]
         if c == nil then return end
         self.commits[t] = nil
         if self.recv == nil then return end
-        for i, p in ipairs(c) do pos_topics[i - 1], pos_parts[i - 1], pos_next[i - 1] = p[1], p[2], p[3] end
-        if C.sh_ffi_kafka_recv_commit(self.recv, pos_topics, pos_parts, pos_next, #c, err_out) ~= 0 then
+        local n = 0
+        for _, p in ipairs(c) do
+            if not self.frozen[p[1] .. "/" .. p[2]] then
+                pos_topics[n], pos_parts[n], pos_next[n] = p[1], p[2], p[3]
+                n = n + 1
+            end
+        end
+        if n > 0 and C.sh_ffi_kafka_recv_commit(self.recv, pos_topics, pos_parts, pos_next, n, err_out) ~= 0 then
             self.report("cannot commit offsets: " .. tostring(shffi.take_string(err_out[0])))
         end
     end
@@ -420,7 +429,21 @@ local function group_stream(ssc, zkQuorum, groupId, topics, kafkaParams, decode_
     -- Otherwise a batch that completed commits them (one that failed does not: its messages
     -- are read again by the group's next consumer).
     function source.batch_completed(self, _, ok, t)
-        if ok then commit(self, t) else self.commits[t] = nil end
+        if ok then return commit(self, t) end
+        local c = self.commits[t]
+        self.commits[t] = nil
+        local where = {}
+        for _, p in ipairs(c or {}) do
+            local key = p[1] .. "/" .. p[2]
+            if not self.frozen[key] then
+                self.frozen[key] = true
+                where[#where + 1] = tostring(names[p[1] + 1]) .. " partition " .. p[2]
+            end
+        end
+        if #where > 0 then
+            self.report(string.format("batch %d failed: offsets of %s are not committed from it on in this run, "
+                .. "so the group's next consumer reads its messages again", t, table.concat(where, ", ")))
+        end
     end
     -- Receiving stops and the group is left now: what batches not completed yet hold is not
     -- committed, so the group's next consumer reads it again (at least once, as Spark's
