@@ -134,6 +134,7 @@ static void send_reply(conn_t *c, uint32_t serial, const char *head, size_t head
     w = sh_malloc(sizeof *w);
     if (w == NULL) {
         sh_free(frame);
+        sh_events_pushf(&c->srv->events, 0, "out of memory answering %s", c->peer);
         close_conn(c);
         return;
     }
@@ -326,11 +327,17 @@ static void on_connection(uv_stream_t *l, int status)
     int sslen = sizeof ss;
     conn_t *c;
 
-    if (status < 0 || s->closing)
+    if (s->closing)
         return;
+    if (status < 0) {
+        sh_events_pushf(&s->events, 0, "cannot accept a client: %s", uv_strerror(status));
+        return;
+    }
     c = sh_calloc(1, sizeof *c);
-    if (c == NULL)
+    if (c == NULL) {
+        sh_events_pushf(&s->events, 0, "out of memory accepting a client");
         return;
+    }
     uv_tcp_init(l->loop, &c->tcp);
     c->tcp.data = c;
     c->srv = s;
@@ -339,6 +346,7 @@ static void on_connection(uv_stream_t *l, int status)
     sh_buf_init(&c->block);
     sh_buf_init(&c->out);
     if (uv_accept(l, (uv_stream_t *) &c->tcp) || sh_flume_stream_init(&c->stream, s->compress)) {
+        sh_events_pushf(&s->events, 0, "cannot accept a client (out of memory or descriptors)");
         c->closing = 1;
         uv_close((uv_handle_t *) &c->tcp, on_conn_closed);
         return;
