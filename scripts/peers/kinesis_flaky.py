@@ -13,6 +13,9 @@ usual (a LATEST reader's first iterator expires before it read anything).
 With --describe it knows no ListShards (400 UnknownOperationException, as an older endpoint)
 and lists two shards with DescribeStream, one a page; each shard holds one record
 "from-SHARDID".
+With --behind it lists two shards whose GetRecords always answer one record and
+MillisBehindLatest 60000 (a reader far behind: it may ask again at once, the service allows 5
+GetRecords a second per shard); their request lines end with "it=new-SHARDID" and the Limit.
 Prints "port N" once it listens, then one line per request: OP [ShardIteratorType
 [StartingSequenceNumber]], "signed" when botocore's SigV4Auth, given the request's headers and
 the secret "secret", computes the very Authorization header it carried (else "unsigned"), and
@@ -21,6 +24,7 @@ import base64
 import datetime
 import json
 import sys
+import threading
 
 import botocore.auth
 from botocore.awsrequest import AWSRequest
@@ -110,9 +114,13 @@ class Handler(BaseHTTPRequestHandler):
         line = [op, req.get('ShardIteratorType', ''), req.get('StartingSequenceNumber', ''),
                 'at=%.3f' % req['Timestamp'] if 'Timestamp' in req else '',
                 'signed' if signed else 'unsigned', 'token=' + token if token else '']
+        if BEHIND and op == 'GetRecords':
+            line += ['it=' + req.get('ShardIterator', ''), 'limit=%s' % req.get('Limit')]
         print(' '.join(x for x in line if x), flush=True)
         if DESCRIBE:
             self.describe_mode(op, req)
+        elif BEHIND:
+            self.behind_mode(op, req)
         elif op == 'ListShards':
             self.answer(*(LIST.pop(0) if LIST else (200, {'Shards': [SHARD]})))
         elif op == 'GetShardIterator':
@@ -146,6 +154,25 @@ class Handler(BaseHTTPRequestHandler):
             self.answer(400, {'__type': 'UnknownOperationException', 'message': op})
 
 
+    def behind_mode(self, op, req):
+        shards = [dict(SHARD), dict(SHARD, ShardId='shardId-000000000001')]
+        if op == 'ListShards':
+            self.answer(200, {'Shards': shards})
+        elif op == 'GetShardIterator':
+            self.answer(200, {'ShardIterator': 'new-' + req['ShardId']})
+        elif op == 'GetRecords':
+            with LOCK:
+                COUNTER[0] += 1
+                r = rec(COUNTER[0])
+            self.answer(200, {'Records': [r], 'NextShardIterator': req['ShardIterator'],
+                              'MillisBehindLatest': 60000})
+        else:
+            self.answer(400, {'__type': 'UnknownOperationException', 'message': op})
+
+
+LOCK = threading.Lock()
+COUNTER = [0]
+BEHIND = '--behind' in sys.argv
 DESCRIBE = '--describe' in sys.argv
 if '--latest-expires' in sys.argv:
     LIST.clear()

@@ -38,8 +38,9 @@ describe("Kinesis receiver errors (a flaky endpoint over HTTP)", function()
             assert.matches("listing the shards of stream flaky at " .. f.endpoint:gsub("%p", "%%%0")
                 .. ": ListShards: HTTP 500 InternalFailure: try again", all)
             assert.matches("ListShards: HTTP 400 LimitExceededException: Rate exceeded for stream flaky", all)
-            assert.matches("shard shardId%-000000000000: throttled: GetRecords: HTTP 400 ProvisionedThroughputExceededException", all)
-            assert.matches("shard shardId%-000000000000: GetRecords: HTTP 400 ExpiredIteratorException: Iterator expired %(getting a new iterator%)", all)
+            assert.matches("shard shardId%-000000000000 of stream flaky at " .. f.endpoint:gsub("%p", "%%%0")
+                .. ": throttled: GetRecords: HTTP 400 ProvisionedThroughputExceededException", all)
+            assert.matches("shard shardId%-000000000000 of stream flaky: GetRecords: HTTP 400 ExpiredIteratorException: Iterator expired %(getting a new iterator%)", all)
             assert.matches("GetRecords: HTTP 503 ServiceUnavailable: slow down", all)
             assert.matches("GetRecords: HTTP 200 with a malformed answer %(premature end of input", all)
             assert.matches("GetRecords: HTTP 502 with a malformed answer %(.*<html>", all)
@@ -110,6 +111,39 @@ describe("Kinesis receiver errors (a flaky endpoint over HTTP)", function()
             assert.matches("GetShardIterator LATEST signed\nGetRecords signed\nGetShardIterator AT_TIMESTAMP at=%d+%.%d+ signed\n", log)
             local at = tonumber(log:match("at=(%d+%.%d+)"))
             assert.is_true(at >= before - 0.01 and at <= before + 5, tostring(at))
+        end)
+        f.quit()
+        assert(ok, why)
+    end)
+
+    it("asks a shard that is behind for records at most 5 times a second, and never more than 8 calls at once", function()
+        local f = kh.flaky("behind")
+        local C = require("streamhost.ffi").C
+        local ok, why = pcall(function()
+            local got = 0
+            local ssc = helpers.ssc(0.2)
+            local d = sh.KinesisUtils.createStream(ssc, "behind-app", "behind", f.endpoint, "us-east-1",
+                sh.InitialPositionInStream.TRIM_HORIZON, 1, nil, "AKIDBEHIND", "secret")
+            d:foreachRDD(function(rdd) got = got + rdd:count() end)
+            local function calls(shard)
+                local n = 0
+                for _ in f.log():gmatch("GetRecords signed it=new%-shardId%-00000000000" .. shard .. " limit=%d+\n") do n = n + 1 end
+                return n
+            end
+            local t0 = C.sh_ffi_now()
+            ssc:start()
+            helpers.wait_for(ssc, function() return calls(0) >= 8 and calls(1) >= 8 end, 30)
+            ssc:stop(false, false)
+            local elapsed = C.sh_ffi_now() - t0
+            -- Every call of a shard waits 200 ms after the one before: over `elapsed` seconds
+            -- no shard can have had more than elapsed / 0.2 + 1 (the answers say the reader
+            -- is behind, so without the limit it would ask again at once).
+            for _, shard in ipairs({ 0, 1 }) do
+                local n = calls(shard)
+                assert.is_true(n <= elapsed / 0.2 + 1, string.format("shard %d: %d GetRecords in %.2f s", shard, n, elapsed))
+            end
+            assert.is_true(got >= 1)
+            assert.is_nil(f.log():find("unsigned"))
         end)
         f.quit()
         assert(ok, why)
