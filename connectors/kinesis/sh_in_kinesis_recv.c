@@ -175,13 +175,16 @@ static void start_listing(sh_kinesis_recv_t *r)
         body = json_body(r, "NextToken", r->list_token, NULL, NULL, NULL, NULL);
     else
         body = json_body(r, "StreamName", r->stream, NULL, NULL, NULL, NULL);
-    if (body == NULL)
-        return;
-    rc = sh_kinesis_call(r->http, r->ep, r->describe ? "DescribeStream" : "ListShards", body,
-                         r->o.timeout_ms, on_listed, r);
+    rc = body ? sh_kinesis_call(r->http, r->ep, r->describe ? "DescribeStream" : "ListShards",
+                                body, r->o.timeout_ms, on_listed, r) : -1;
     sh_free(body);
-    if (rc == 0)
+    if (rc == 0) {
         r->listing = 1;
+    } else {
+        report(r, "listing the shards of stream %s at %s: the call could not be made (out of "
+               "memory, or no signature; retrying)", r->stream, r->ep->url);
+        r->list_due_ms = sh__now_ms() + next_backoff(&r->list_backoff_ms);
+    }
 }
 
 /* A shard of a listing: new ones join the table, waiting for their parents. */
@@ -382,8 +385,8 @@ static void get_iterator(shard_t *s)
                                 on_iterator, s) == 0) {
         s->busy = 1;
     } else {
-        shard_report(s, "shard %s of stream %s: GetShardIterator could not be sent (out of "
-                     "memory; retrying)", s->id, r->stream);
+        shard_report(s, "shard %s of stream %s: GetShardIterator could not be made (out of "
+                     "memory, or no signature; retrying)", s->id, r->stream);
         s->due_ms = sh__now_ms() + next_backoff(&s->backoff_ms);
     }
     sh_free(body);
@@ -465,8 +468,8 @@ static void get_records(shard_t *s)
         s->busy = 1;
         r->gets++;
     } else {
-        shard_report(s, "shard %s of stream %s: GetRecords could not be sent (out of memory; "
-                     "retrying)", s->id, r->stream);
+        shard_report(s, "shard %s of stream %s: GetRecords could not be made (out of memory, "
+                     "or no signature; retrying)", s->id, r->stream);
         s->due_ms = now + next_backoff(&s->backoff_ms);
     }
     sh_free(body);

@@ -5,7 +5,8 @@
 -- records when reading: every record arrives once and in order (a malformed one is skipped),
 -- each error is reported to listeners.
 -- The endpoint checks every request's signature with botocore; and one without ListShards
--- is listed with DescribeStream, with credentials and a session token from the environment.
+-- is listed with DescribeStream, with credentials and a (long) session token from the
+-- environment. A reader far behind asks each shard at most 5 times a second.
 local ffi = require "ffi"
 local sh = require "streamhost"
 local helpers = require "spec.helpers"
@@ -57,14 +58,16 @@ describe("Kinesis receiver errors (a flaky endpoint over HTTP)", function()
         assert(ok, why)
     end)
 
-    it("lists the shards with DescribeStream, page by page, where ListShards is unknown; credentials from the environment", function()
+    it("lists the shards with DescribeStream, page by page, where ListShards is unknown; credentials from the environment, a session token of 6 kB", function()
         local f = kh.flaky("describe")
         -- The credentials of the environment, a session token with them.
         ffi.cdef [[ int setenv(const char *name, const char *value, int overwrite);
                     int unsetenv(const char *name); ]]
         ffi.C.setenv("AWS_ACCESS_KEY_ID", "ASIAENV", 1)
         ffi.C.setenv("AWS_SECRET_ACCESS_KEY", "secret", 1)
-        ffi.C.setenv("AWS_SESSION_TOKEN", "session/token+1=", 1)
+        -- STS tokens have no fixed size: a long one is sent and signed whole.
+        local token = "session/token+1=" .. string.rep("Zm9vYmFy", 750)
+        ffi.C.setenv("AWS_SESSION_TOKEN", token, 1)
         local ok, why = pcall(function()
             local got = {}
             local ssc = helpers.ssc(0.2)
@@ -80,7 +83,7 @@ describe("Kinesis receiver errors (a flaky endpoint over HTTP)", function()
             table.sort(got)
             assert.are.same({ "from-shardId-000000000000", "from-shardId-000000000001" }, got)
             local log = f.log()
-            local t = "signed token=session/token%+1=\n"
+            local t = "signed token=" .. token:gsub("%p", "%%%0") .. "\n"
             assert.matches("ListShards " .. t .. "DescribeStream " .. t .. "DescribeStream " .. t, log)
             assert.is_nil(log:find("unsigned"))
         end)
