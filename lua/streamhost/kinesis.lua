@@ -10,8 +10,13 @@
 -- checkpointInterval, and in fact at every batch, since a coarser record would make a
 -- recovered stream read the records of completed batches again. After getOrCreate the
 -- receiver resumes after the completed positions; with the write-ahead log on, the pending
--- batches are replayed from the log and it resumes after the positions of the last batch
--- generated. Credentials are never in a checkpoint: a recovered stream takes them from the
+-- batches are replayed from the log and it resumes after the positions they reach: the
+-- completed positions merged, in batch-time order, with those of each pending batch whose log
+-- is written (source.wal_written), up to the first pending batch whose log is not (yet, or
+-- could not be) written: nothing that is in no log is skipped.
+-- A LATEST shard that has read no record yet has no position: after a recovery it starts at
+-- LATEST again, so what was put while the host was down is not read (the Kinesis Client
+-- Library has the same gap); TRIM_HORIZON has none. Credentials are never in a checkpoint: a recovered stream takes them from the
 -- environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN).
 local ffi = require "ffi"
 local shffi = require "streamhost.ffi"
@@ -133,6 +138,7 @@ local function kinesis_stream(ssc, a, decode_id, creds)
         receiver = true, location = a.endpointUrl,
         args = a, fns = { decode_id },
         batch_pos = {},      -- batch time -> positions its blocks reach (until it completes)
+        logged = {},         -- batch time -> true once the batch's write-ahead log is written
         generated = {},      -- positions after every batch generated
         completed = {},      -- positions after every batch completed
     }
@@ -167,12 +173,24 @@ local function kinesis_stream(ssc, a, decode_id, creds)
         local n = C.sh_ffi_kinesis_recv_reading(self.recv, ended_out, pauses_out)
         return n, ended_out[0], pauses_out[0]
     end
-    local function note(self, t, blobs)
+    local function note(self, t, blobs, logged)
         local pos = positions_of(blobs)
         if next(pos) then
             self.batch_pos[t] = pos
+            self.logged[t] = logged or nil
             merge(self.generated, pos)
         end
+    end
+    -- With the write-ahead log: what a recovery resumes after (see the top of the file).
+    local function logged_positions(self)
+        local out, times = copy(self.completed), {}
+        for t in pairs(self.batch_pos) do times[#times + 1] = t end
+        table.sort(times)
+        for _, t in ipairs(times) do
+            if not self.logged[t] then break end
+            merge(out, self.batch_pos[t])
+        end
+        return out
     end
     function source.generate(self, t, rec)
         local blobs, n = receiver.batch_blocks(self, rec)
@@ -183,16 +201,22 @@ local function kinesis_stream(ssc, a, decode_id, creds)
     end
     function source.regenerate(self, t)
         local rdd, info, blobs = receiver.from_log(self, sc, t, decode_id)
-        if rdd then note(self, t, blobs) end
+        if rdd then note(self, t, blobs, true) end  -- it came from the log
         return rdd, info
+    end
+    -- The checkpoint wrote batch t's log and the metadata naming it (ok), or could not.
+    function source.wal_written(self, t, ok)
+        if ok and self.batch_pos[t] then self.logged[t] = true end
     end
     function source.batch_completed(self, _, ok, t)
         local pos = self.batch_pos[t]
         self.batch_pos[t] = nil
+        self.logged[t] = nil
         if pos and ok then merge(self.completed, pos) end
     end
     function source.checkpoint_data(self)
-        return { app = a.kinesisAppName, completed = copy(self.completed), generated = copy(self.generated) }
+        return { app = a.kinesisAppName, completed = copy(self.completed),
+                 generated = self.wal and logged_positions(self) or copy(self.generated) }
     end
     function source.restore(self, data)
         if data.app ~= a.kinesisAppName then return end
