@@ -38,6 +38,7 @@ typedef struct shard_s {
     int busy;              /* a call is in flight */
     int horizon;           /* no position: start at TRIM_HORIZON (else LATEST) */
     int64_t latest_ms;     /* when the LATEST iterator was asked for (0: none was) */
+    int latest_noted;      /* latest_ms went to the scheduler (so into the positions) */
     int64_t due_ms;        /* no call before */
     int64_t next_get_ms;   /* no GetRecords before (the per-shard rate limit) */
     int backoff_ms;
@@ -244,6 +245,8 @@ static void add_shard(sh_kinesis_recv_t *r, json_t *s)
                 sh->state = S_DONE;
             else if (seq)
                 sh->last_seq = sh__strdup(seq);
+            else  /* a LATEST shard that read nothing: it resumes at that time */
+                sh->latest_ms = (int64_t) sh_ffi_kinesis_pos_latest(r->saved, i);
         } else if (sh_ffi_kinesis_pos_ended(r->saved, i) &&
                    ((sh->parent && strcmp(sid, sh->parent) == 0) ||
                     (sh->adj && strcmp(sid, sh->adj) == 0))) {
@@ -258,7 +261,7 @@ static void add_shard(sh_kinesis_recv_t *r, json_t *s)
         if ((p && p->state != S_DONE) || (q && q->state != S_DONE))
             sh->horizon = 1;
     }
-    if (sh->state == S_WAIT && sh->last_seq == NULL && !sh->horizon && closed)
+    if (sh->state == S_WAIT && sh->last_seq == NULL && !sh->horizon && !sh->latest_ms && closed)
         sh->state = S_DONE;
     r->shards[r->nshards++] = sh;
 }
@@ -445,6 +448,22 @@ static void on_iterator(void *ud, const sh_kinesis_answer_t *a)
     if (s->iter)
         s->state = S_READ;
     s->due_ms = 0;
+    /* A shard at LATEST: the time goes into the positions, so that a recovery before its
+     * first record resumes at that time (AT_TIMESTAMP), not at a later LATEST. */
+    if (!s->last_seq && !s->horizon && s->latest_ms && !s->latest_noted) {
+        sh_kinesis_recv_t *r = s->r;
+
+        if (sh__kinesis_block_append(&r->chunk, SH_KINESIS_SHARD_LATEST, s->id, NULL, NULL, NULL,
+                                     0, s->latest_ms) == 0 && flush_chunk(r, 0) == 0) {
+            s->latest_noted = 1;
+        } else {
+            r->chunk->len = 0;
+            r->chunk->count = 0;
+            shard_report(s, "out of memory: the LATEST time of shard %s of stream %s is not in "
+                         "the positions (a recovery before its first record starts at LATEST)",
+                         s->id, r->stream);
+        }
+    }
 }
 
 static void get_records(shard_t *s)
@@ -744,7 +763,9 @@ SH_EXPORT sh_kinesis_recv_t *sh_ffi_kinesis_recv_open(sh_host_t *h, sh_sched_t *
     for (i = 0; saved && i < sh_ffi_kinesis_pos_count(saved); i++)
         if (sh_ffi_kinesis_pos_set(r->saved, sh_ffi_kinesis_pos_shard(saved, i),
                                    sh_ffi_kinesis_pos_seq(saved, i),
-                                   sh_ffi_kinesis_pos_ended(saved, i)))
+                                   sh_ffi_kinesis_pos_ended(saved, i)) ||
+            sh_ffi_kinesis_pos_set_latest(r->saved, sh_ffi_kinesis_pos_shard(saved, i),
+                                          sh_ffi_kinesis_pos_latest(saved, i)))
             goto nomem;
     r->http = sh_curl_uv_new(h->loop);
     if (r->http == NULL) {

@@ -14,9 +14,9 @@
 -- completed positions merged, in batch-time order, with those of each pending batch whose log
 -- is written (source.wal_written), up to the first pending batch whose log is not (yet, or
 -- could not be) written: nothing that is in no log is skipped.
--- A LATEST shard that has read no record yet has no position: after a recovery it starts at
--- LATEST again, so what was put while the host was down is not read (the Kinesis Client
--- Library has the same gap); TRIM_HORIZON has none. Credentials are never in a checkpoint: a recovered stream takes them from the
+-- A shard that starts at LATEST and has read no record yet keeps, as its position, the time
+-- its first iterator was asked for (latest, epoch ms): a recovery resumes there
+-- (AT_TIMESTAMP), so what was put while the host was down is read. Credentials are never in a checkpoint: a recovered stream takes them from the
 -- environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN).
 local ffi = require "ffi"
 local shffi = require "streamhost.ffi"
@@ -35,6 +35,8 @@ int sh_ffi_kinesis_pos_count(const sh_kinesis_pos_t *p);
 const char *sh_ffi_kinesis_pos_shard(const sh_kinesis_pos_t *p, int i);
 const char *sh_ffi_kinesis_pos_seq(const sh_kinesis_pos_t *p, int i);
 int sh_ffi_kinesis_pos_ended(const sh_kinesis_pos_t *p, int i);
+int sh_ffi_kinesis_pos_set_latest(sh_kinesis_pos_t *p, const char *shard, double latest_ms);
+double sh_ffi_kinesis_pos_latest(const sh_kinesis_pos_t *p, int i);
 typedef struct sh_kinesis_opts_s {
     const char *stream, *endpoint, *region;
     const char *access_key, *secret_key;
@@ -75,16 +77,19 @@ local function seq_after(a, b)
     return a > b
 end
 
--- Positions: shard id -> { seq = last sequence number read (or nil), ended = true|nil }.
--- Merges `from` into `into`, keeping the later position of each shard.
+-- Positions: shard id -> { seq = last sequence number read (or nil), ended = true|nil,
+-- latest = when a LATEST shard's first iterator was asked for (epoch ms, or nil) }.
+-- Merges `from` into `into`, keeping the later position of each shard (and the first LATEST
+-- time, which only counts while no record was read).
 local function merge(into, from)
     for shard, p in pairs(from) do
         local q = into[shard]
         if q == nil then
-            into[shard] = { seq = p.seq, ended = p.ended }
+            into[shard] = { seq = p.seq, ended = p.ended, latest = p.latest }
         else
             if p.seq and (q.seq == nil or seq_after(p.seq, q.seq)) then q.seq = p.seq end
             if p.ended then q.ended = true end
+            if p.latest and (q.latest == nil or p.latest < q.latest) then q.latest = p.latest end
         end
     end
     return into
@@ -101,9 +106,11 @@ local function positions_of(blobs)
     local out = {}
     for i = 0, C.sh_ffi_kinesis_pos_count(p) - 1 do
         local seq = C.sh_ffi_kinesis_pos_seq(p, i)
+        local latest = C.sh_ffi_kinesis_pos_latest(p, i)
         out[ffi.string(C.sh_ffi_kinesis_pos_shard(p, i))] = {
             seq = seq ~= nil and ffi.string(seq) or nil,
-            ended = C.sh_ffi_kinesis_pos_ended(p, i) ~= 0 or nil }
+            ended = C.sh_ffi_kinesis_pos_ended(p, i) ~= 0 or nil,
+            latest = latest > 0 and latest or nil }
     end
     C.sh_ffi_kinesis_pos_free(ffi.gc(p, nil))
     return out
@@ -150,7 +157,8 @@ local function kinesis_stream(ssc, a, decode_id, creds)
         -- was generated (the pending batches come back from the log).
         local from = self.resume or {}
         for shard, p in pairs(from) do
-            if C.sh_ffi_kinesis_pos_set(saved, shard, p.seq, p.ended and 1 or 0) ~= 0 then
+            if C.sh_ffi_kinesis_pos_set(saved, shard, p.seq, p.ended and 1 or 0) ~= 0
+                or C.sh_ffi_kinesis_pos_set_latest(saved, shard, tonumber(p.latest) or 0) ~= 0 then
                 error(self.name .. ": out of memory", 0)
             end
         end
