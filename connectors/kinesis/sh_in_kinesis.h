@@ -23,7 +23,8 @@
 #define SH_KINESIS_SHARD_END 1
 #define SH_KINESIS_SHARD_LATEST 2
 
-/* Appends one entry to a block its creator still owns; 0 or SH_ENOMEM (*bp may move). */
+/* Appends one entry to a block its creator still owns (no other thread may see it yet); 0 or
+ * SH_ENOMEM (*bp may move; entries appended before stay). Any thread, the block's owner's. */
 int sh__kinesis_block_append(sh_blob_t **bp, int32_t flags, const char *shard, const char *seq,
                              const char *key, const char *data, size_t data_len,
                              int64_t arrival_ms);
@@ -67,8 +68,8 @@ typedef struct sh_kinesis_opts_s {
 } sh_kinesis_opts_t;
 
 /* Follows every shard of the stream and appends its records to input `input` of `sched` as
- * SH_BLOB_KINESIS blocks, on the loop of h (libcurl multi on libuv; the loop never waits on a thread). `saved` holds
- * the positions to resume after (may be NULL: none); it is copied. Errors after open (stream
+ * SH_BLOB_KINESIS blocks, on the loop of h (libcurl multi on libuv; the loop never waits on
+ * a thread). `saved` holds the positions to resume after (may be NULL: none); it is copied. Errors after open (stream
  * unknown, endpoint down, throttling) are retried with backoff and queued as events
  * (sh_ffi_kinesis_recv_event). NULL with *errmsg (free with sh_ffi_free) for a bad endpoint
  * URL, no credentials or no memory. The driver owns the receiver until
