@@ -13,9 +13,11 @@ usual (a LATEST reader's first iterator expires before it read anything).
 With --describe it knows no ListShards (400 UnknownOperationException, as an older endpoint)
 and lists two shards with DescribeStream, one a page; each shard holds one record
 "from-SHARDID".
-With --behind it lists two shards whose GetRecords always answer one record and
+With --behind it lists 12 shards whose GetRecords always answer one record and
 MillisBehindLatest 60000 (a reader far behind: it may ask again at once, the service allows 5
-GetRecords a second per shard); their request lines end with "it=new-SHARDID" and the Limit.
+GetRecords a second per shard), each answer 100 ms after the request; their request lines end
+with "it=new-SHARDID", the Limit and "inflight=N": the GetRecords being answered at once,
+this one included.
 Prints "port N" once it listens, then one line per request: OP [ShardIteratorType
 [StartingSequenceNumber]], "signed" when botocore's SigV4Auth, given the request's headers and
 the secret "secret", computes the very Authorization header it carried (else "unsigned"), and
@@ -25,6 +27,7 @@ import datetime
 import json
 import sys
 import threading
+import time
 
 import botocore.auth
 from botocore.awsrequest import AWSRequest
@@ -115,7 +118,11 @@ class Handler(BaseHTTPRequestHandler):
                 'at=%.3f' % req['Timestamp'] if 'Timestamp' in req else '',
                 'signed' if signed else 'unsigned', 'token=' + token if token else '']
         if BEHIND and op == 'GetRecords':
-            line += ['it=' + req.get('ShardIterator', ''), 'limit=%s' % req.get('Limit')]
+            with LOCK:
+                INFLIGHT[0] += 1
+                now = INFLIGHT[0]
+            line += ['it=' + req.get('ShardIterator', ''), 'limit=%s' % req.get('Limit'),
+                     'inflight=%d' % now]
         print(' '.join(x for x in line if x), flush=True)
         if DESCRIBE:
             self.describe_mode(op, req)
@@ -155,7 +162,7 @@ class Handler(BaseHTTPRequestHandler):
 
 
     def behind_mode(self, op, req):
-        shards = [dict(SHARD), dict(SHARD, ShardId='shardId-000000000001')]
+        shards = [dict(SHARD, ShardId='shardId-%012d' % i) for i in range(12)]
         if op == 'ListShards':
             self.answer(200, {'Shards': shards})
         elif op == 'GetShardIterator':
@@ -164,6 +171,9 @@ class Handler(BaseHTTPRequestHandler):
             with LOCK:
                 COUNTER[0] += 1
                 r = rec(COUNTER[0])
+            time.sleep(0.1)
+            with LOCK:
+                INFLIGHT[0] -= 1
             self.answer(200, {'Records': [r], 'NextShardIterator': req['ShardIterator'],
                               'MillisBehindLatest': 60000})
         else:
@@ -172,6 +182,7 @@ class Handler(BaseHTTPRequestHandler):
 
 LOCK = threading.Lock()
 COUNTER = [0]
+INFLIGHT = [0]
 BEHIND = '--behind' in sys.argv
 DESCRIBE = '--describe' in sys.argv
 if '--latest-expires' in sys.argv:

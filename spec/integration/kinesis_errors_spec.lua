@@ -130,21 +130,32 @@ describe("Kinesis receiver errors (a flaky endpoint over HTTP)", function()
             d:foreachRDD(function(rdd) got = got + rdd:count() end)
             local function calls(shard)
                 local n = 0
-                for _ in f.log():gmatch("GetRecords signed it=new%-shardId%-00000000000" .. shard .. " limit=%d+\n") do n = n + 1 end
+                for _ in f.log():gmatch(string.format("GetRecords signed it=new%%-shardId%%-%012d limit=10000 inflight=%%d+\n", shard)) do
+                    n = n + 1
+                end
                 return n
+            end
+            local function all_asked(times)
+                for shard = 0, 11 do if calls(shard) < times then return false end end
+                return true
             end
             local t0 = C.sh_ffi_now()
             ssc:start()
-            helpers.wait_for(ssc, function() return calls(0) >= 8 and calls(1) >= 8 end, 30)
+            helpers.wait_for(ssc, function() return all_asked(6) end, 30)
             ssc:stop(false, false)
             local elapsed = C.sh_ffi_now() - t0
+            assert.is_true(all_asked(6))
             -- Every call of a shard waits 200 ms after the one before: over `elapsed` seconds
             -- no shard can have had more than elapsed / 0.2 + 1 (the answers say the reader
             -- is behind, so without the limit it would ask again at once).
-            for _, shard in ipairs({ 0, 1 }) do
+            for shard = 0, 11 do
                 local n = calls(shard)
                 assert.is_true(n <= elapsed / 0.2 + 1, string.format("shard %d: %d GetRecords in %.2f s", shard, n, elapsed))
             end
+            -- 12 shards, each answer 100 ms late: never more than 8 GetRecords at once.
+            local most = 0
+            for n in f.log():gmatch("inflight=(%d+)") do most = math.max(most, tonumber(n)) end
+            assert.is_true(most >= 1 and most <= 8, "GetRecords at once: " .. most)
             assert.is_true(got >= 1)
             assert.is_nil(f.log():find("unsigned"))
         end)
