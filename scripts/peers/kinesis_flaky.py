@@ -13,6 +13,9 @@ usual (a LATEST reader's first iterator expires before it read anything).
 With --describe it knows no ListShards (400 UnknownOperationException, as an older endpoint)
 and lists two shards with DescribeStream, one a page; each shard holds one record
 "from-SHARDID".
+With --paged ListShards lists two shards, one a page; the first NextToken it gives has expired
+when it is used (400 ExpiredNextTokenException, each time), later ones are good; each shard
+holds one record "from-SHARDID"; ListShards lines end with "next=TOKEN" when one was sent.
 With --behind it lists 12 shards whose GetRecords always answer one record and
 MillisBehindLatest 60000 (a reader far behind: it may ask again at once, the service allows 5
 GetRecords a second per shard), each answer 100 ms after the request; their request lines end
@@ -117,6 +120,8 @@ class Handler(BaseHTTPRequestHandler):
         line = [op, req.get('ShardIteratorType', ''), req.get('StartingSequenceNumber', ''),
                 'at=%.3f' % req['Timestamp'] if 'Timestamp' in req else '',
                 'signed' if signed else 'unsigned', 'token=' + token if token else '']
+        if PAGED and op == 'ListShards' and 'NextToken' in req:
+            line.append('next=' + req['NextToken'])
         if BEHIND and op == 'GetRecords':
             with LOCK:
                 INFLIGHT[0] += 1
@@ -125,6 +130,21 @@ class Handler(BaseHTTPRequestHandler):
                      'inflight=%d' % now]
         print(' '.join(x for x in line if x), flush=True)
         if DESCRIBE:
+            self.describe_mode(op, req)
+        elif PAGED and op == 'ListShards':
+            shards = [dict(SHARD), dict(SHARD, ShardId='shardId-000000000001')]
+            token = req.get('NextToken')
+            if token is None:
+                with LOCK:
+                    COUNTER[0] += 1
+                    n = COUNTER[0]
+                self.answer(200, {'Shards': shards[:1], 'NextToken': 'page2-%d' % n})
+            elif token == 'page2-1':
+                self.answer(400, {'__type': 'ExpiredNextTokenException',
+                                  'message': 'The timestamp sent in the NextToken has expired'})
+            else:
+                self.answer(200, {'Shards': shards[1:]})
+        elif PAGED:
             self.describe_mode(op, req)
         elif BEHIND:
             self.behind_mode(op, req)
@@ -184,6 +204,7 @@ LOCK = threading.Lock()
 COUNTER = [0]
 INFLIGHT = [0]
 BEHIND = '--behind' in sys.argv
+PAGED = '--paged' in sys.argv
 DESCRIBE = '--describe' in sys.argv
 if '--latest-expires' in sys.argv:
     LIST.clear()

@@ -94,6 +94,33 @@ describe("Kinesis receiver errors (a flaky endpoint over HTTP)", function()
         assert(ok, why)
     end)
 
+    it("an expired NextToken of ListShards: the listing starts again from the first page", function()
+        local f = kh.flaky("paged")
+        local ok, why = pcall(function()
+            local got, errors = {}, {}
+            local l = sh.StreamingListener()
+            function l.onReceiverError(_, info) errors[#errors + 1] = info.receiverInfo.lastErrorMessage end
+            local ssc = helpers.ssc(0.2)
+            ssc:addStreamingListener(l)
+            local d = sh.KinesisUtils.createStream(ssc, "paged-app", "paged", f.endpoint, "us-east-1",
+                sh.InitialPositionInStream.TRIM_HORIZON, 1, nil, "AKIDPAGED", "secret")
+            d:foreachRDD(function(rdd)
+                local recs = rdd:collect()
+                for i = 1, #recs do got[#got + 1] = recs[i] end
+            end)
+            ssc:start()
+            helpers.wait_for(ssc, function() return #got >= 2 end, 20)
+            ssc:stop(false, false)
+            table.sort(got)
+            assert.are.same({ "from-shardId-000000000000", "from-shardId-000000000001" }, got)
+            assert.matches("ListShards: HTTP 400 ExpiredNextTokenException", table.concat(errors, "\n"))
+            -- The expired token was not sent again: a first page, then the new token.
+            assert.matches("ListShards signed\nListShards signed next=page2%-1\nListShards signed\nListShards signed next=page2%-2\n", f.log())
+        end)
+        f.quit()
+        assert(ok, why)
+    end)
+
     it("a LATEST iterator that expires before any record: the next starts when the first was asked for", function()
         local f = kh.flaky("latest-expires")
         local ok, why = pcall(function()
