@@ -16,7 +16,8 @@
 #include <string.h>
 
 #define SH_EXPORT __attribute__((visibility("default")))
-#define TICK_MS 10
+#define TICK_MS 10             /* the shortest wait between two looks at the shards */
+#define IDLE_TICK_MS 1000      /* the longest (a safety net: an answer wakes the receiver) */
 #define CHUNK_BYTES (1 << 20)
 #define BACKOFF_FIRST_MS 100
 #define BACKOFF_MAX_MS 5000
@@ -66,6 +67,7 @@ struct sh_kinesis_recv_s {
     int list_backoff_ms;
     char *list_token;         /* paging: NextToken, or the last shard id for DescribeStream */
     sh_blob_t *chunk;
+    int closing;
     char *last_error;         /* the last error reported (each is said once until it changes) */
     sh_events_t events;       /* for the driver (sh_ffi_kinesis_recv_event) */
 };
@@ -266,7 +268,7 @@ static void add_shard(sh_kinesis_recv_t *r, json_t *s)
     r->shards[r->nshards++] = sh;
 }
 
-static void on_listed(void *ud, const sh_kinesis_answer_t *a)
+static void listed(void *ud, const sh_kinesis_answer_t *a)
 {
     sh_kinesis_recv_t *r = ud;
     json_t *shards, *desc;
@@ -426,7 +428,7 @@ static void shard_ended(shard_t *s)
     r->list_due_ms = 0;  /* its children: list again now */
 }
 
-static void on_iterator(void *ud, const sh_kinesis_answer_t *a)
+static void took_iterator(void *ud, const sh_kinesis_answer_t *a)
 {
     shard_t *s = ud;
     const char *it;
@@ -518,7 +520,7 @@ static int64_t arrival_ms(json_t *at)
     return v > 0 && v < 1e13 ? (int64_t) (v * 1000) : 0;
 }
 
-static void on_records(void *ud, const sh_kinesis_answer_t *a)
+static void took_records(void *ud, const sh_kinesis_answer_t *a)
 {
     shard_t *s = ud;
     sh_kinesis_recv_t *r = s->r;
@@ -657,31 +659,71 @@ static int parent_done(sh_kinesis_recv_t *r, const char *id)
     return id == NULL || p == NULL || p->state == S_DONE;
 }
 
+/* The tick is one-shot: each sets the next for when something falls due, and an answer or
+ * the end of backpressure wakes the receiver at once, so an idle receiver does not wake the
+ * loop every TICK_MS. */
+static void on_tick(uv_timer_t *t);
+
+static void wake(sh_kinesis_recv_t *r)
+{
+    if (!r->closing)
+        uv_timer_start(&r->tick, on_tick, 0, 0);
+}
+
+static void on_listed(void *ud, const sh_kinesis_answer_t *a)
+{
+    listed(ud, a);
+    wake(ud);
+}
+
+static void on_iterator(void *ud, const sh_kinesis_answer_t *a)
+{
+    took_iterator(ud, a);
+    wake(((shard_t *) ud)->r);
+}
+
+static void on_records(void *ud, const sh_kinesis_answer_t *a)
+{
+    took_records(ud, a);
+    wake(((shard_t *) ud)->r);
+}
+
 static void on_tick(uv_timer_t *t)
 {
     sh_kinesis_recv_t *r = t->data;
-    int64_t now = sh__now_ms();
+    int64_t now = sh__now_ms(), next = now + IDLE_TICK_MS;
     int i;
 
     if (r->sched == NULL)
         return;
     if (!r->listing && now >= r->list_due_ms)
         start_listing(r);
-    if (!r->listed)
-        return;
-    for (i = 0; i < r->nshards; i++) {
+    if (!r->listing && r->list_due_ms < next)
+        next = r->list_due_ms;
+    for (i = 0; r->listed && i < r->nshards; i++) {
         shard_t *s = r->shards[i];
+        int64_t due;
 
         if (s->state == S_WAIT && parent_done(r, s->parent) && parent_done(r, s->adj))
             s->state = S_ITER;
-        if (s->busy || s->due_ms > now)
+        if (s->busy || (s->state != S_ITER && s->state != S_READ))
             continue;
-        if (s->state == S_ITER)
-            get_iterator(s);
-        else if (s->state == S_READ && !r->paused && now >= s->next_get_ms &&
-                 r->gets < MAX_GETS_IN_FLIGHT)
-            get_records(s);
+        due = s->due_ms;
+        if (s->state == S_READ && s->next_get_ms > due)
+            due = s->next_get_ms;
+        if (due <= now) {
+            if (s->state == S_ITER)
+                get_iterator(s);
+            else if (!r->paused && r->gets < MAX_GETS_IN_FLIGHT)
+                get_records(s);  /* else the end of backpressure or an answer wakes it */
+            if (s->busy)
+                continue;
+            due = s->due_ms > now ? s->due_ms : now + IDLE_TICK_MS;
+        }
+        if (due < next)
+            next = due;
     }
+    uv_timer_start(&r->tick, on_tick, (uint64_t) (next - now > TICK_MS ? next - now : TICK_MS), 0);
 }
 
 static void on_pause(void *ud, int pause)
@@ -695,6 +737,8 @@ static void on_pause(void *ud, int pause)
         r->paused = pause;
         if (pause)
             r->paused_ms = sh__now_ms();
+        else
+            wake(r);
     }
 }
 
@@ -778,7 +822,7 @@ SH_EXPORT sh_kinesis_recv_t *sh_ffi_kinesis_recv_open(sh_host_t *h, sh_sched_t *
     r->sched = sched;
     r->input = input;
     sh_sched_input_set_pause(sched, input, on_pause, r);
-    uv_timer_start(&r->tick, on_tick, 0, TICK_MS);
+    uv_timer_start(&r->tick, on_tick, 0, 0);
     return r;
 nomem:
     *errmsg = sh__strdup("out of memory");
@@ -814,6 +858,7 @@ SH_EXPORT void sh_ffi_kinesis_recv_close(sh_kinesis_recv_t *r)
     if (r->sched)
         sh_sched_input_set_pause(r->sched, r->input, NULL, NULL);
     r->sched = NULL;
+    r->closing = 1;
     sh_curl_uv_close(r->http);
     r->http = NULL;
     uv_timer_stop(&r->tick);
