@@ -1,7 +1,11 @@
 /* sh_curl_uv.c: libcurl's multi interface on a libuv loop. libcurl says which sockets to watch
  * (socket callback: one uv_poll per socket) and when to call it back (timer callback: one
  * uv_timer); the loop tells it what happened with curl_multi_socket_action, and finished
- * transfers are handed to their callbacks. No thread, no blocking call. */
+ * transfers are handed to their callbacks. The loop never blocks on a transfer: libcurl's
+ * resolver (Debian's is the threaded one) runs each name lookup that misses its DNS cache on a
+ * thread of its own, and the loop never waits for that thread: every easy handle has
+ * CURLOPT_QUICK_EXIT, so a transfer cancelled or timed out during a lookup leaves the thread
+ * to finish alone instead of joining it. */
 #include "sh_curl_uv.h"
 #include "sh_common.h"
 
@@ -17,6 +21,7 @@ typedef struct req_s {
     char *body;
     char *resp;
     size_t len, cap, max;
+    int too_big;           /* the answer passed max: the transfer was stopped */
     sh_curl_done_cb done;
     void *ud;
     char error[CURL_ERROR_SIZE];
@@ -110,6 +115,14 @@ static void unlink_req(sh_curl_uv_t *c, req_t *r)
 
 static void teardown(sh_curl_uv_t *c)
 {
+    /* The polls stop first, while libcurl's sockets are still open (removing an easy handle
+     * in flight closes its socket: a poll still watching it would be removed from epoll after
+     * the close, on a descriptor that may be another's by then). socket_cb ignores what
+     * libcurl says from here on. */
+    while (c->socks) {
+        curl_multi_assign(c->multi, c->socks->fd, NULL);
+        close_sock(c, c->socks);
+    }
     while (c->reqs) {
         req_t *r = c->reqs;
 
@@ -117,11 +130,6 @@ static void teardown(sh_curl_uv_t *c)
         curl_multi_remove_handle(c->multi, r->easy);
         r->done(r->ud, SH_CURL_CANCELLED, 0, "", 0, "cancelled");
         free_req(r);
-    }
-    /* The polls stop while libcurl's sockets are still open; it closes them in cleanup. */
-    while (c->socks) {
-        curl_multi_assign(c->multi, c->socks->fd, NULL);
-        close_sock(c, c->socks);
     }
     curl_multi_cleanup(c->multi);
     c->multi = NULL;
@@ -145,9 +153,15 @@ static void check_done(sh_curl_uv_t *c)
             continue;
         curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **) &r);
         code = (int) m->data.result;
-        if (code == CURLE_OK)
+        if (code == CURLE_OK) {
             curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
-        else if (r->error[0] == '\0')
+        } else if (r->too_big) {
+            char *url = NULL;
+
+            curl_easy_getinfo(r->easy, CURLINFO_EFFECTIVE_URL, &url);
+            snprintf(r->error, sizeof r->error, "answer over %zu MB from %s",
+                     r->max >> 20, url ? url : "the endpoint");
+        } else if (r->error[0] == '\0')
             snprintf(r->error, sizeof r->error, "%s", curl_easy_strerror(m->data.result));
         curl_multi_remove_handle(c->multi, r->easy);
         unlink_req(c, r);
@@ -277,8 +291,10 @@ static size_t on_data(char *p, size_t size, size_t n, void *ud)
     req_t *r = ud;
     size_t len = size * n;
 
-    if (r->len + len > r->max)
+    if (r->len + len > r->max) {
+        r->too_big = 1;
         return 0;  /* libcurl fails the transfer (CURLE_WRITE_ERROR) */
+    }
     if (r->len + len + 1 > r->cap) {
         size_t cap = r->cap ? r->cap : 4096;
         char *q;
@@ -302,7 +318,25 @@ int sh_curl_uv_post(sh_curl_uv_t *c, const char *url, struct curl_slist *headers
                     void *ud)
 {
     req_t *r = sh_calloc(1, sizeof *r);
+    const char *env_np = getenv("no_proxy");
+    char noproxy[2048];
 
+    if (env_np == NULL || *env_np == '\0')
+        env_np = getenv("NO_PROXY");
+    /* The user's no_proxy is kept (setting the option replaces it), the loopback added; a
+     * list too long for the buffer is cut at its last whole entry. */
+    if (env_np && *env_np) {
+        size_t keep = strlen(env_np);
+
+        if (keep > sizeof noproxy - 32) {
+            keep = sizeof noproxy - 32;
+            while (keep > 0 && env_np[keep] != ',')
+                keep--;
+        }
+        snprintf(noproxy, sizeof noproxy, "%.*s,127.0.0.1,localhost,::1", (int) keep, env_np);
+    } else {
+        snprintf(noproxy, sizeof noproxy, "127.0.0.1,localhost,::1");
+    }
     if (r == NULL || c->closing || (r->easy = curl_easy_init()) == NULL) {
         curl_slist_free_all(headers);
         sh_free(body);
@@ -327,8 +361,11 @@ int sh_curl_uv_post(sh_curl_uv_t *c, const char *url, struct curl_slist *headers
     curl_easy_setopt(r->easy, CURLOPT_TIMEOUT_MS, timeout_ms);
     curl_easy_setopt(r->easy, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms < 10000 ? timeout_ms : 10000L);
     curl_easy_setopt(r->easy, CURLOPT_NOSIGNAL, 1L);
-    /* A proxy from the environment is used, but never for the loopback. */
-    curl_easy_setopt(r->easy, CURLOPT_NOPROXY, "127.0.0.1,localhost,::1");
+    /* Cancelling a transfer during a threaded name lookup does not wait for the lookup. */
+    curl_easy_setopt(r->easy, CURLOPT_QUICK_EXIT, 1L);
+    /* A proxy from the environment is used, but never for the loopback nor the hosts of the
+     * user's no_proxy (libcurl copies the string). */
+    curl_easy_setopt(r->easy, CURLOPT_NOPROXY, noproxy);
     r->next = c->reqs;
     if (c->reqs)
         c->reqs->prev = r;

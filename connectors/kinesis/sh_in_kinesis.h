@@ -10,7 +10,9 @@
 #include "sh_sched.h"
 
 /* A block of Kinesis records (blob kind SH_BLOB_KINESIS): entries back to back, each
- *   int32 flags (0: a record; SH_KINESIS_SHARD_END: the shard was read to its end, no data),
+ *   int32 flags (0: a record; SH_KINESIS_SHARD_END: the shard was read to its end, no data;
+ *   SH_KINESIS_SHARD_LATEST: a shard that starts at LATEST was first asked for an iterator at
+ *   the time in the arrival field, no data: where a recovery resumes while it read nothing),
  *   int32 shard id length, int32 sequence number length, int32 partition key length,
  *   int32 data length, int32 0, int64 approximate arrival (epoch ms, 0 when unknown),
  *   shard id, sequence number, partition key, data (decoded from base64)
@@ -19,16 +21,19 @@
 #define SH_BLOB_KINESIS 5
 #define SH_KINESIS_HEADER 32
 #define SH_KINESIS_SHARD_END 1
+#define SH_KINESIS_SHARD_LATEST 2
 
-/* Appends one entry to a block its creator still owns; 0 or SH_ENOMEM (*bp may move). */
+/* Appends one entry to a block its creator still owns (no other thread may see it yet); 0 or
+ * SH_ENOMEM (*bp may move; entries appended before stay). Any thread, the block's owner's. */
 int sh__kinesis_block_append(sh_blob_t **bp, int32_t flags, const char *shard, const char *seq,
                              const char *key, const char *data, size_t data_len,
                              int64_t arrival_ms);
 
 /* -- Positions: where each shard's reading stands after some blocks ---------------------- */
 
-/* A map shard id -> (last sequence number read, ended). The creator owns it; one thread at a
- * time; any thread. */
+/* A map shard id -> (last sequence number read, ended, LATEST time: when a shard that starts
+ * at LATEST was first asked for an iterator, 0 when none). The creator owns it; one thread at
+ * a time; any thread. */
 typedef struct sh_kinesis_pos_s sh_kinesis_pos_t;
 sh_kinesis_pos_t *sh_ffi_kinesis_pos_new(void);
 void sh_ffi_kinesis_pos_free(sh_kinesis_pos_t *p);
@@ -43,6 +48,10 @@ int sh_ffi_kinesis_pos_count(const sh_kinesis_pos_t *p);
 const char *sh_ffi_kinesis_pos_shard(const sh_kinesis_pos_t *p, int i);
 const char *sh_ffi_kinesis_pos_seq(const sh_kinesis_pos_t *p, int i);
 int sh_ffi_kinesis_pos_ended(const sh_kinesis_pos_t *p, int i);
+/* Sets a shard's LATEST time (epoch ms; the shard is added when missing). 0 or -1 (memory). */
+int sh_ffi_kinesis_pos_set_latest(sh_kinesis_pos_t *p, const char *shard, double latest_ms);
+/* Entry i's LATEST time in epoch ms (0: none). */
+double sh_ffi_kinesis_pos_latest(const sh_kinesis_pos_t *p, int i);
 
 /* -- The receiver -------------------------------------------------------------------------- */
 
@@ -59,8 +68,8 @@ typedef struct sh_kinesis_opts_s {
 } sh_kinesis_opts_t;
 
 /* Follows every shard of the stream and appends its records to input `input` of `sched` as
- * SH_BLOB_KINESIS blocks, on the loop of h (libcurl multi on libuv, no thread). `saved` holds
- * the positions to resume after (may be NULL: none); it is copied. Errors after open (stream
+ * SH_BLOB_KINESIS blocks, on the loop of h (libcurl multi on libuv; the loop never waits on
+ * a thread). `saved` holds the positions to resume after (may be NULL: none); it is copied. Errors after open (stream
  * unknown, endpoint down, throttling) are retried with backoff and queued as events
  * (sh_ffi_kinesis_recv_event). NULL with *errmsg (free with sh_ffi_free) for a bad endpoint
  * URL, no credentials or no memory. The driver owns the receiver until

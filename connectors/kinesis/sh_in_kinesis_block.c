@@ -1,5 +1,6 @@
 /* sh_in_kinesis_block.c: the SH_BLOB_KINESIS block layout: appending entries, and the shard
- * positions (last sequence number per shard, shard ended) a run of blocks reaches. */
+ * positions (last sequence number per shard, shard ended, a LATEST shard's start time) a run
+ * of blocks reaches. */
 #include "sh_in_kinesis.h"
 #include "sh_common.h"
 
@@ -36,6 +37,7 @@ int sh__kinesis_block_append(sh_blob_t **bp, int32_t flags, const char *shard, c
 typedef struct {
     char *shard, *seq;
     int ended;
+    int64_t latest_ms;
 } pos_t;
 
 struct sh_kinesis_pos_s {
@@ -62,12 +64,10 @@ SH_EXPORT void sh_ffi_kinesis_pos_free(sh_kinesis_pos_t *p)
     sh_free(p);
 }
 
-/* Sets entry `shard` (shard_len bytes) to seq (seq_len bytes; seq NULL keeps the one it has). */
-static int set(sh_kinesis_pos_t *p, const char *shard, size_t shard_len, const char *seq,
-               size_t seq_len, int ended)
+/* Entry `shard` (shard_len bytes), added when missing: its index, or -1 (memory). */
+static int find_or_add(sh_kinesis_pos_t *p, const char *shard, size_t shard_len)
 {
     int i;
-    char *s = NULL;
 
     for (i = 0; i < p->n; i++)
         if (strlen(p->v[i].shard) == shard_len && memcmp(p->v[i].shard, shard, shard_len) == 0)
@@ -87,8 +87,21 @@ static int set(sh_kinesis_pos_t *p, const char *shard, size_t shard_len, const c
             return -1;
         p->v[i].seq = NULL;
         p->v[i].ended = 0;
+        p->v[i].latest_ms = 0;
         p->n++;
     }
+    return i;
+}
+
+/* Sets entry `shard` (shard_len bytes) to seq (seq_len bytes; seq NULL keeps the one it has). */
+static int set(sh_kinesis_pos_t *p, const char *shard, size_t shard_len, const char *seq,
+               size_t seq_len, int ended)
+{
+    int i = find_or_add(p, shard, shard_len);
+    char *s = NULL;
+
+    if (i < 0)
+        return -1;
     if (seq != NULL) {
         if ((s = sh__strndup(seq, seq_len)) == NULL)
             return -1;
@@ -125,9 +138,19 @@ SH_EXPORT int sh_ffi_kinesis_pos_add_block(sh_kinesis_pos_t *p, const sh_blob_t 
             const char *shard = b->data + pos + SH_KINESIS_HEADER;
             const char *seq = shard + lens[1];
 
-            if (set(p, shard, (size_t) lens[1], lens[2] ? seq : NULL, (size_t) lens[2],
-                    (lens[0] & SH_KINESIS_SHARD_END) != 0))
+            if (lens[0] & SH_KINESIS_SHARD_LATEST) {
+                int64_t ms;
+                int k = find_or_add(p, shard, (size_t) lens[1]);
+
+                if (k < 0)
+                    return -1;
+                memcpy(&ms, b->data + pos + 24, 8);
+                if (p->v[k].latest_ms == 0 || (ms > 0 && ms < p->v[k].latest_ms))
+                    p->v[k].latest_ms = ms;
+            } else if (set(p, shard, (size_t) lens[1], lens[2] ? seq : NULL, (size_t) lens[2],
+                           (lens[0] & SH_KINESIS_SHARD_END) != 0)) {
                 return -1;
+            }
         }
         pos += SH_KINESIS_HEADER + body;
     }
@@ -152,4 +175,20 @@ SH_EXPORT const char *sh_ffi_kinesis_pos_seq(const sh_kinesis_pos_t *p, int i)
 SH_EXPORT int sh_ffi_kinesis_pos_ended(const sh_kinesis_pos_t *p, int i)
 {
     return i >= 0 && i < p->n ? p->v[i].ended : 0;
+}
+
+SH_EXPORT int sh_ffi_kinesis_pos_set_latest(sh_kinesis_pos_t *p, const char *shard,
+                                            double latest_ms)
+{
+    int i = find_or_add(p, shard, strlen(shard));
+
+    if (i < 0)
+        return -1;
+    p->v[i].latest_ms = latest_ms > 0 && latest_ms < 1e15 ? (int64_t) latest_ms : 0;
+    return 0;
+}
+
+SH_EXPORT double sh_ffi_kinesis_pos_latest(const sh_kinesis_pos_t *p, int i)
+{
+    return i >= 0 && i < p->n ? (double) p->v[i].latest_ms : 0;
 }

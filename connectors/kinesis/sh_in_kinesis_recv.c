@@ -16,11 +16,16 @@
 #include <string.h>
 
 #define SH_EXPORT __attribute__((visibility("default")))
-#define TICK_MS 10
+#define TICK_MS 10             /* the shortest wait between two looks at the shards */
+#define IDLE_TICK_MS 1000      /* the longest (a safety net: an answer wakes the receiver) */
 #define CHUNK_BYTES (1 << 20)
 #define BACKOFF_FIRST_MS 100
 #define BACKOFF_MAX_MS 5000
 #define GET_LIMIT 10000       /* records a GetRecords asks for (the service's maximum) */
+#define GET_LIMIT_SLOW 1000   /* ... for a while after backpressure held reading back */
+#define SLOW_AFTER_PAUSE_MS 10000
+#define GET_INTERVAL_MS 200   /* the service allows 5 GetRecords a second per shard */
+#define MAX_GETS_IN_FLIGHT 8  /* each answer may hold 10 MB of records, copied several times */
 
 enum { S_WAIT, S_ITER, S_READ, S_DONE };
 
@@ -34,7 +39,9 @@ typedef struct shard_s {
     int busy;              /* a call is in flight */
     int horizon;           /* no position: start at TRIM_HORIZON (else LATEST) */
     int64_t latest_ms;     /* when the LATEST iterator was asked for (0: none was) */
+    int latest_noted;      /* latest_ms went to the scheduler (so into the positions) */
     int64_t due_ms;        /* no call before */
+    int64_t next_get_ms;   /* no GetRecords before (the per-shard rate limit) */
     int backoff_ms;
 } shard_t;
 
@@ -48,6 +55,8 @@ struct sh_kinesis_recv_s {
     int input;
     int paused;
     int npauses;              /* times backpressure held GetRecords back */
+    int64_t paused_ms;        /* when backpressure last held reading back */
+    int gets;                 /* GetRecords in flight */
     shard_t **shards;
     int nshards, cap;
     sh_kinesis_pos_t *saved;  /* positions to resume after */
@@ -58,6 +67,7 @@ struct sh_kinesis_recv_s {
     int list_backoff_ms;
     char *list_token;         /* paging: NextToken, or the last shard id for DescribeStream */
     sh_blob_t *chunk;
+    int closing;
     char *last_error;         /* the last error reported (each is said once until it changes) */
     sh_events_t events;       /* for the driver (sh_ffi_kinesis_recv_event) */
 };
@@ -112,17 +122,21 @@ static shard_t *find(sh_kinesis_recv_t *r, const char *id)
     return NULL;
 }
 
-/* Hands the records gathered to the scheduler (count: records, not end marks). */
-static void flush_chunk(sh_kinesis_recv_t *r, uint32_t count)
+/* Hands the records gathered to the scheduler (count: records, not end marks). 0, or -1
+ * when the scheduler had no memory for them: they are dropped (the caller reads them again).
+ * The chunk is empty after either. */
+static int flush_chunk(sh_kinesis_recv_t *r, uint32_t count)
 {
     sh_blob_t *c = r->chunk;
+    int rc = 0;
 
     if (c == NULL || c->len == 0)
-        return;
+        return 0;
     if (r->sched && sh_sched_input_append(r->sched, r->input, c->data, c->len, count))
-        sh_events_push(&r->events, 0, "out of memory: received records dropped");
+        rc = -1;
     c->len = 0;
     c->count = 0;
+    return rc;
 }
 
 static char *json_body(sh_kinesis_recv_t *r, const char *k1, const char *v1, const char *k2,
@@ -164,13 +178,16 @@ static void start_listing(sh_kinesis_recv_t *r)
         body = json_body(r, "NextToken", r->list_token, NULL, NULL, NULL, NULL);
     else
         body = json_body(r, "StreamName", r->stream, NULL, NULL, NULL, NULL);
-    if (body == NULL)
-        return;
-    rc = sh_kinesis_call(r->http, r->ep, r->describe ? "DescribeStream" : "ListShards", body,
-                         r->o.timeout_ms, on_listed, r);
+    rc = body ? sh_kinesis_call(r->http, r->ep, r->describe ? "DescribeStream" : "ListShards",
+                                body, r->o.timeout_ms, on_listed, r) : -1;
     sh_free(body);
-    if (rc == 0)
+    if (rc == 0) {
         r->listing = 1;
+    } else {
+        report(r, "listing the shards of stream %s at %s: the call could not be made (out of "
+               "memory, or no signature; retrying)", r->stream, r->ep->url);
+        r->list_due_ms = sh__now_ms() + next_backoff(&r->list_backoff_ms);
+    }
 }
 
 /* A shard of a listing: new ones join the table, waiting for their parents. */
@@ -202,7 +219,12 @@ static void add_shard(sh_kinesis_recv_t *r, json_t *s)
         sh->parent = sh__strdup(json_string_value(json_object_get(s, "ParentShardId")));
     if (json_string_value(json_object_get(s, "AdjacentParentShardId")))
         sh->adj = sh__strdup(json_string_value(json_object_get(s, "AdjacentParentShardId")));
-    if (sh->id == NULL) {
+    /* A child whose parent's id was lost could be read before its parent: no shard at all
+     * (the next listing adds it again). */
+    if (sh->id == NULL ||
+        (json_string_value(json_object_get(s, "ParentShardId")) && sh->parent == NULL) ||
+        (json_string_value(json_object_get(s, "AdjacentParentShardId")) && sh->adj == NULL)) {
+        sh_free(sh->id);
         sh_free(sh->parent);
         sh_free(sh->adj);
         sh_free(sh);
@@ -225,6 +247,8 @@ static void add_shard(sh_kinesis_recv_t *r, json_t *s)
                 sh->state = S_DONE;
             else if (seq)
                 sh->last_seq = sh__strdup(seq);
+            else  /* a LATEST shard that read nothing: it resumes at that time */
+                sh->latest_ms = (int64_t) sh_ffi_kinesis_pos_latest(r->saved, i);
         } else if (sh_ffi_kinesis_pos_ended(r->saved, i) &&
                    ((sh->parent && strcmp(sid, sh->parent) == 0) ||
                     (sh->adj && strcmp(sid, sh->adj) == 0))) {
@@ -239,12 +263,12 @@ static void add_shard(sh_kinesis_recv_t *r, json_t *s)
         if ((p && p->state != S_DONE) || (q && q->state != S_DONE))
             sh->horizon = 1;
     }
-    if (sh->state == S_WAIT && sh->last_seq == NULL && !sh->horizon && closed)
+    if (sh->state == S_WAIT && sh->last_seq == NULL && !sh->horizon && !sh->latest_ms && closed)
         sh->state = S_DONE;
     r->shards[r->nshards++] = sh;
 }
 
-static void on_listed(void *ud, const sh_kinesis_answer_t *a)
+static void listed(void *ud, const sh_kinesis_answer_t *a)
 {
     sh_kinesis_recv_t *r = ud;
     json_t *shards, *desc;
@@ -273,6 +297,12 @@ static void on_listed(void *ud, const sh_kinesis_answer_t *a)
             report(r, "listing the shards of stream %s at %s: %s (retrying)", r->stream,
                    r->ep->url, a->message);
         }
+        /* A page token may have expired (ExpiredNextTokenException) or be refused: but for
+         * throttling, the listing starts again from the first page. */
+        if (a->kind != SH_KC_THROTTLED) {
+            sh_free(r->list_token);
+            r->list_token = NULL;
+        }
         r->list_due_ms = sh__now_ms() + ms;
         return;
     }
@@ -287,8 +317,10 @@ static void on_listed(void *ud, const sh_kinesis_answer_t *a)
         more = token != NULL;
     }
     if (!json_is_array(shards)) {
-        report(r, "listing the shards at %s: the answer has no Shards array (retrying)",
-               r->ep->url);
+        report(r, "listing the shards of stream %s at %s: the answer has no Shards array "
+               "(retrying)", r->stream, r->ep->url);
+        sh_free(r->list_token);
+        r->list_token = NULL;
         r->list_due_ms = sh__now_ms() + next_backoff(&r->list_backoff_ms);
         return;
     }
@@ -320,8 +352,9 @@ static void shard_failed(shard_t *s, const sh_kinesis_answer_t *a)
 
     if (a->kind == SH_KC_FAILED)
         ms = s->backoff_ms = BACKOFF_MAX_MS;
-    shard_report(s, "shard %s: %s%s (retrying with backoff)", s->id,
-           a->kind == SH_KC_THROTTLED ? "throttled: " : "", a->message);
+    shard_report(s, "shard %s of stream %s at %s: %s%s (retrying with backoff)", s->id,
+                 s->r->stream, s->r->ep->url, a->kind == SH_KC_THROTTLED ? "throttled: " : "",
+                 a->message);
     s->due_ms = sh__now_ms() + ms;
 }
 
@@ -354,25 +387,48 @@ static void get_iterator(shard_t *s)
     sh_buf_add(&b, "}", 1);
     body = sh_buf_take(&b, NULL);
     if (body && sh_kinesis_call(r->http, r->ep, "GetShardIterator", body, r->o.timeout_ms,
-                                on_iterator, s) == 0)
+                                on_iterator, s) == 0) {
         s->busy = 1;
+    } else {
+        shard_report(s, "shard %s of stream %s: GetShardIterator could not be made (out of "
+                     "memory, or no signature; retrying)", s->id, r->stream);
+        s->due_ms = sh__now_ms() + next_backoff(&s->backoff_ms);
+    }
     sh_free(body);
+}
+
+/* Reading a shard again after its last record handed to the scheduler (the start of the
+ * shard, or its initial position, when none was): a new iterator after a backoff. */
+static void read_again(shard_t *s)
+{
+    sh_free(s->iter);
+    s->iter = NULL;
+    s->state = S_ITER;
+    s->due_ms = sh__now_ms() + next_backoff(&s->backoff_ms);
 }
 
 static void shard_ended(shard_t *s)
 {
     sh_kinesis_recv_t *r = s->r;
 
+    /* The end mark must reach the scheduler before the children start (their records would
+     * otherwise be in the positions while the parent's end is not). */
+    if (sh__kinesis_block_append(&r->chunk, SH_KINESIS_SHARD_END, s->id, NULL, NULL, NULL, 0, 0) ||
+        flush_chunk(r, 0)) {
+        r->chunk->len = 0;
+        r->chunk->count = 0;
+        shard_report(s, "out of memory: the end of shard %s of stream %s was not recorded "
+                     "(reading its end again)", s->id, r->stream);
+        read_again(s);
+        return;
+    }
     s->state = S_DONE;
     sh_free(s->iter);
     s->iter = NULL;
-    if (sh__kinesis_block_append(&r->chunk, SH_KINESIS_SHARD_END, s->id, NULL, NULL, NULL, 0, 0))
-        sh_events_push(&r->events, 0, "out of memory: a shard's end was not recorded");
-    flush_chunk(r, 0);
     r->list_due_ms = 0;  /* its children: list again now */
 }
 
-static void on_iterator(void *ud, const sh_kinesis_answer_t *a)
+static void took_iterator(void *ud, const sh_kinesis_answer_t *a)
 {
     shard_t *s = ud;
     const char *it;
@@ -394,22 +450,49 @@ static void on_iterator(void *ud, const sh_kinesis_answer_t *a)
     if (s->iter)
         s->state = S_READ;
     s->due_ms = 0;
+    /* A shard at LATEST: the time goes into the positions, so that a recovery before its
+     * first record resumes at that time (AT_TIMESTAMP), not at a later LATEST. */
+    if (!s->last_seq && !s->horizon && s->latest_ms && !s->latest_noted) {
+        sh_kinesis_recv_t *r = s->r;
+
+        if (sh__kinesis_block_append(&r->chunk, SH_KINESIS_SHARD_LATEST, s->id, NULL, NULL, NULL,
+                                     0, s->latest_ms) == 0 && flush_chunk(r, 0) == 0) {
+            s->latest_noted = 1;
+        } else {
+            r->chunk->len = 0;
+            r->chunk->count = 0;
+            shard_report(s, "out of memory: the LATEST time of shard %s of stream %s is not in "
+                         "the positions (a recovery before its first record starts at LATEST)",
+                         s->id, r->stream);
+        }
+    }
 }
 
 static void get_records(shard_t *s)
 {
     sh_kinesis_recv_t *r = s->r;
+    int64_t now = sh__now_ms();
+    /* Soon after backpressure, smaller answers: less memory in flight while it is near. */
+    int limit = r->npauses && now - r->paused_ms < SLOW_AFTER_PAUSE_MS ? GET_LIMIT_SLOW : GET_LIMIT;
     sh_buf_t b;
     char *body;
 
+    /* The next call of this shard waits GET_INTERVAL_MS whatever the answer is. */
+    s->next_get_ms = now + GET_INTERVAL_MS;
     sh_buf_init(&b);
     sh_buf_add(&b, "{\"ShardIterator\":", 17);
     sh_buf_json_str(&b, s->iter);
-    sh_buf_printf(&b, ",\"Limit\":%d}", GET_LIMIT);
+    sh_buf_printf(&b, ",\"Limit\":%d}", limit);
     body = sh_buf_take(&b, NULL);
     if (body && sh_kinesis_call(r->http, r->ep, "GetRecords", body, r->o.timeout_ms,
-                                on_records, s) == 0)
+                                on_records, s) == 0) {
         s->busy = 1;
+        r->gets++;
+    } else {
+        shard_report(s, "shard %s of stream %s: GetRecords could not be made (out of memory, "
+                     "or no signature; retrying)", s->id, r->stream);
+        s->due_ms = now + next_backoff(&s->backoff_ms);
+    }
     sh_free(body);
 }
 
@@ -429,7 +512,15 @@ static int unbase64(const char *in, size_t len, unsigned char *out)
     return n - pad;
 }
 
-static void on_records(void *ud, const sh_kinesis_answer_t *a)
+/* An arrival time in epoch ms from the answer's seconds; 0 for one out of range. */
+static int64_t arrival_ms(json_t *at)
+{
+    double v = json_is_number(at) ? json_number_value(at) : 0;
+
+    return v > 0 && v < 1e13 ? (int64_t) (v * 1000) : 0;
+}
+
+static void took_records(void *ud, const sh_kinesis_answer_t *a)
 {
     shard_t *s = ud;
     sh_kinesis_recv_t *r = s->r;
@@ -438,11 +529,17 @@ static void on_records(void *ud, const sh_kinesis_answer_t *a)
     size_t bufcap = 0, i;
     uint32_t count = 0;
     int64_t behind;
+    /* taken: the last record in the chunk (or skipped); handed: the last one that reached the
+     * scheduler (or was skipped with all before it handed). Both point into the answer. */
+    const char *taken = NULL, *handed = NULL;
+    int failed = 0;
 
     s->busy = 0;
+    r->gets--;
     if (a->kind == SH_KC_EXPIRED) {
         /* A new iterator after the last record read (the start again when none was). */
-        shard_report(s, "shard %s: %s (getting a new iterator)", s->id, a->message);
+        shard_report(s, "shard %s of stream %s: %s (getting a new iterator)", s->id, r->stream,
+                     a->message);
         sh_free(s->iter);
         s->iter = NULL;
         s->state = S_ITER;
@@ -456,32 +553,30 @@ static void on_records(void *ud, const sh_kinesis_answer_t *a)
     recs = json_object_get(a->json, "Records");
     next = json_object_get(a->json, "NextShardIterator");
     if (!json_is_array(recs) || (next != NULL && !json_is_string(next) && !json_is_null(next))) {
-        shard_report(s, "shard %s: GetRecords answered without a Records array (retrying in %d ms)",
-               s->id, next_backoff(&s->backoff_ms));
+        shard_report(s, "shard %s of stream %s: GetRecords answered without a Records array "
+                     "(retrying in %d ms)", s->id, r->stream, next_backoff(&s->backoff_ms));
         s->due_ms = sh__now_ms() + s->backoff_ms;
         return;
     }
-    s->backoff_ms = 0;
     succeeded(r, &s->last_error, s->id);
-    for (i = 0; i < json_array_size(recs); i++) {
+    for (i = 0; i < json_array_size(recs) && !failed; i++) {
         json_t *rec = json_array_get(recs, i);
         const char *data = json_string_value(json_object_get(rec, "Data"));
         const char *seq = json_string_value(json_object_get(rec, "SequenceNumber"));
         const char *key = json_string_value(json_object_get(rec, "PartitionKey"));
-        json_t *at = json_object_get(rec, "ApproximateArrivalTimestamp");
         size_t dlen = data ? strlen(data) : 0;
         int n;
 
         if (seq == NULL || data == NULL) {
-            shard_report(s, "shard %s: GetRecords answered a record without %s (skipped)", s->id,
-                   seq ? "Data" : "SequenceNumber");
+            shard_report(s, "shard %s of stream %s: GetRecords answered a record without %s "
+                         "(skipped)", s->id, r->stream, seq ? "Data" : "SequenceNumber");
             continue;
         }
         if (dlen / 4 * 3 + 3 > bufcap) {
             unsigned char *nb = sh_realloc(buf, dlen / 4 * 3 + 3);
 
             if (nb == NULL) {
-                sh_events_push(&r->events, 0, "out of memory: received records dropped");
+                failed = 1;
                 break;
             }
             buf = nb;
@@ -489,27 +584,59 @@ static void on_records(void *ud, const sh_kinesis_answer_t *a)
         }
         n = unbase64(data, dlen, buf);
         if (n < 0) {
-            shard_report(s, "shard %s: record %s has Data that is not base64 (skipped)", s->id, seq);
-            sh_free(s->last_seq);
-            s->last_seq = sh__strdup(seq);
+            shard_report(s, "shard %s of stream %s: record %s has Data that is not base64 "
+                         "(skipped)", s->id, r->stream, seq);
+            taken = seq;
+            if (r->chunk->len == 0)
+                handed = seq;
             continue;
         }
         if (sh__kinesis_block_append(&r->chunk, 0, s->id, seq, key ? key : "", (char *) buf,
                                      (size_t) n,
-                                     json_is_number(at) ? (int64_t) (json_number_value(at) * 1000) : 0)) {
-            sh_events_push(&r->events, 0, "out of memory: received records dropped");
+                                     arrival_ms(json_object_get(rec, "ApproximateArrivalTimestamp")))) {
+            failed = 1;
             break;
         }
         count++;
-        sh_free(s->last_seq);
-        s->last_seq = sh__strdup(seq);
+        taken = seq;
         if (r->chunk->len >= CHUNK_BYTES) {
-            flush_chunk(r, count);
+            if (flush_chunk(r, count))
+                failed = 1;
+            else
+                handed = taken;
             count = 0;
         }
     }
     sh_free(buf);
-    flush_chunk(r, count);
+    if (!failed) {
+        if (flush_chunk(r, count))
+            failed = 1;
+        else
+            handed = taken;
+    }
+    if (handed) {
+        char *seq = sh__strdup(handed);
+
+        if (seq == NULL) {
+            failed = 1;  /* the position could not move: what was handed is read again */
+        } else {
+            sh_free(s->last_seq);
+            s->last_seq = seq;
+        }
+    }
+    if (failed) {
+        /* What did not reach the scheduler is dropped here and read again, from a new
+         * iterator after the last record that did: nothing is lost, and the shard does not
+         * end on an answer taken in part. */
+        r->chunk->len = 0;
+        r->chunk->count = 0;
+        shard_report(s, "out of memory: records of shard %s of stream %s were dropped "
+                     "(reading them again after %s)", s->id, r->stream,
+                     s->last_seq ? s->last_seq : "the start");
+        read_again(s);
+        return;
+    }
+    s->backoff_ms = 0;
     if (!json_is_string(next)) {
         shard_ended(s);
         return;
@@ -532,30 +659,71 @@ static int parent_done(sh_kinesis_recv_t *r, const char *id)
     return id == NULL || p == NULL || p->state == S_DONE;
 }
 
+/* The tick is one-shot: each sets the next for when something falls due, and an answer or
+ * the end of backpressure wakes the receiver at once, so an idle receiver does not wake the
+ * loop every TICK_MS. */
+static void on_tick(uv_timer_t *t);
+
+static void wake(sh_kinesis_recv_t *r)
+{
+    if (!r->closing)
+        uv_timer_start(&r->tick, on_tick, 0, 0);
+}
+
+static void on_listed(void *ud, const sh_kinesis_answer_t *a)
+{
+    listed(ud, a);
+    wake(ud);
+}
+
+static void on_iterator(void *ud, const sh_kinesis_answer_t *a)
+{
+    took_iterator(ud, a);
+    wake(((shard_t *) ud)->r);
+}
+
+static void on_records(void *ud, const sh_kinesis_answer_t *a)
+{
+    took_records(ud, a);
+    wake(((shard_t *) ud)->r);
+}
+
 static void on_tick(uv_timer_t *t)
 {
     sh_kinesis_recv_t *r = t->data;
-    int64_t now = sh__now_ms();
+    int64_t now = sh__now_ms(), next = now + IDLE_TICK_MS;
     int i;
 
     if (r->sched == NULL)
         return;
     if (!r->listing && now >= r->list_due_ms)
         start_listing(r);
-    if (!r->listed)
-        return;
-    for (i = 0; i < r->nshards; i++) {
+    if (!r->listing && r->list_due_ms < next)
+        next = r->list_due_ms;
+    for (i = 0; r->listed && i < r->nshards; i++) {
         shard_t *s = r->shards[i];
+        int64_t due;
 
         if (s->state == S_WAIT && parent_done(r, s->parent) && parent_done(r, s->adj))
             s->state = S_ITER;
-        if (s->busy || s->due_ms > now)
+        if (s->busy || (s->state != S_ITER && s->state != S_READ))
             continue;
-        if (s->state == S_ITER)
-            get_iterator(s);
-        else if (s->state == S_READ && !r->paused)
-            get_records(s);
+        due = s->due_ms;
+        if (s->state == S_READ && s->next_get_ms > due)
+            due = s->next_get_ms;
+        if (due <= now) {
+            if (s->state == S_ITER)
+                get_iterator(s);
+            else if (!r->paused && r->gets < MAX_GETS_IN_FLIGHT)
+                get_records(s);  /* else the end of backpressure or an answer wakes it */
+            if (s->busy)
+                continue;
+            due = s->due_ms > now ? s->due_ms : now + IDLE_TICK_MS;
+        }
+        if (due < next)
+            next = due;
     }
+    uv_timer_start(&r->tick, on_tick, (uint64_t) (next - now > TICK_MS ? next - now : TICK_MS), 0);
 }
 
 static void on_pause(void *ud, int pause)
@@ -567,6 +735,10 @@ static void on_pause(void *ud, int pause)
     else {
         r->npauses += pause && !r->paused;
         r->paused = pause;
+        if (pause)
+            r->paused_ms = sh__now_ms();
+        else
+            wake(r);
     }
 }
 
@@ -635,7 +807,9 @@ SH_EXPORT sh_kinesis_recv_t *sh_ffi_kinesis_recv_open(sh_host_t *h, sh_sched_t *
     for (i = 0; saved && i < sh_ffi_kinesis_pos_count(saved); i++)
         if (sh_ffi_kinesis_pos_set(r->saved, sh_ffi_kinesis_pos_shard(saved, i),
                                    sh_ffi_kinesis_pos_seq(saved, i),
-                                   sh_ffi_kinesis_pos_ended(saved, i)))
+                                   sh_ffi_kinesis_pos_ended(saved, i)) ||
+            sh_ffi_kinesis_pos_set_latest(r->saved, sh_ffi_kinesis_pos_shard(saved, i),
+                                          sh_ffi_kinesis_pos_latest(saved, i)))
             goto nomem;
     r->http = sh_curl_uv_new(h->loop);
     if (r->http == NULL) {
@@ -648,7 +822,7 @@ SH_EXPORT sh_kinesis_recv_t *sh_ffi_kinesis_recv_open(sh_host_t *h, sh_sched_t *
     r->sched = sched;
     r->input = input;
     sh_sched_input_set_pause(sched, input, on_pause, r);
-    uv_timer_start(&r->tick, on_tick, 0, TICK_MS);
+    uv_timer_start(&r->tick, on_tick, 0, 0);
     return r;
 nomem:
     *errmsg = sh__strdup("out of memory");
@@ -684,6 +858,7 @@ SH_EXPORT void sh_ffi_kinesis_recv_close(sh_kinesis_recv_t *r)
     if (r->sched)
         sh_sched_input_set_pause(r->sched, r->input, NULL, NULL);
     r->sched = NULL;
+    r->closing = 1;
     sh_curl_uv_close(r->http);
     r->http = NULL;
     uv_timer_stop(&r->tick);

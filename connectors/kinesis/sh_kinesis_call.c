@@ -4,10 +4,12 @@
  * position, so a bad answer is an error message, never a crash) and sorted into retry,
  * throttled, expired iterator or failure. */
 #include "sh_kinesis_call.h"
+#include "sh_buf.h"
 #include "sh_common.h"
 #include "sh_sigv4.h"
 
 #include <curl/curl.h>
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -36,7 +38,7 @@ void sh_kinesis_ep_free(sh_kinesis_ep_t *ep)
     sh_free(ep->region);
     sh_free(ep->access_key);
     if (ep->secret_key)
-        memset(ep->secret_key, 0, strlen(ep->secret_key));
+        OPENSSL_cleanse(ep->secret_key, strlen(ep->secret_key));
     sh_free(ep->secret_key);
     sh_free(ep->session_token);
     sh_free(ep);
@@ -172,14 +174,18 @@ out:
     sh_free(call);
 }
 
-static struct curl_slist *add_header(struct curl_slist *l, int *oom, const char *fmt,
-                                     const char *a, const char *b)
+/* Appends the header "name: value" (any length: a session token has no fixed size). */
+static struct curl_slist *add_header(struct curl_slist *l, int *oom, const char *name,
+                                     const char *value)
 {
-    char line[4096];
-    struct curl_slist *n;
+    sh_buf_t b;
+    struct curl_slist *n = NULL;
 
-    snprintf(line, sizeof line, fmt, a, b);
-    n = curl_slist_append(l, line);
+    sh_buf_init(&b);
+    sh_buf_printf(&b, "%s:%s%s", name, *value ? " " : "", value);
+    if (!b.oom)
+        n = curl_slist_append(l, b.data);
+    sh_buf_close(&b);
     if (n == NULL)
         *oom = 1;
     return n ? n : l;
@@ -188,7 +194,10 @@ static struct curl_slist *add_header(struct curl_slist *l, int *oom, const char 
 int sh_kinesis_call(sh_curl_uv_t *c, const sh_kinesis_ep_t *ep, const char *op,
                     const char *body, long timeout_ms, sh_kinesis_cb cb, void *ud)
 {
-    char target[96], date[17], auth[1024];
+    char target[96], date[17], *auth;
+    /* The Authorization header: fixed words, the signed header names and the signature, with
+     * the access key and the region. */
+    size_t auth_cap = 512 + strlen(ep->access_key) + strlen(ep->region);
     const char *names[2] = { "Content-Type", "X-Amz-Target" };
     const char *vals[2] = { "application/x-amz-json-1.1", target };
     struct curl_slist *h = NULL;
@@ -199,13 +208,19 @@ int sh_kinesis_call(sh_curl_uv_t *c, const sh_kinesis_ep_t *ep, const char *op,
 
     snprintf(target, sizeof target, "Kinesis_20131202.%s", op);
     sh__sigv4_date(sh__now_ms() / 1000, date);
+    auth = sh_malloc(auth_cap);
+    if (auth == NULL)
+        return -1;
     if (sh_ffi_sigv4_authorization("POST", ep->host, ep->path, NULL, names, vals, 2, body, len,
                                    ep->region, "kinesis", date, ep->access_key, ep->secret_key,
-                                   ep->session_token, auth, sizeof auth) < 0)
+                                   ep->session_token, auth, auth_cap) < 0) {
+        sh_free(auth);
         return -1;
+    }
     call = sh_calloc(1, sizeof *call);
     copy = sh__strndup(body, len);
     if (call == NULL || copy == NULL) {
+        sh_free(auth);
         sh_free(call);
         sh_free(copy);
         return -1;
@@ -213,14 +228,15 @@ int sh_kinesis_call(sh_curl_uv_t *c, const sh_kinesis_ep_t *ep, const char *op,
     call->cb = cb;
     call->ud = ud;
     snprintf(call->op, sizeof call->op, "%s", op);
-    h = add_header(h, &oom, "Host: %s%s", ep->host, "");
-    h = add_header(h, &oom, "Content-Type: %s%s", vals[0], "");
-    h = add_header(h, &oom, "X-Amz-Target: %s%s", target, "");
-    h = add_header(h, &oom, "X-Amz-Date: %s%s", date, "");
-    h = add_header(h, &oom, "Authorization: %s%s", auth, "");
+    h = add_header(h, &oom, "Host", ep->host);
+    h = add_header(h, &oom, "Content-Type", vals[0]);
+    h = add_header(h, &oom, "X-Amz-Target", target);
+    h = add_header(h, &oom, "X-Amz-Date", date);
+    h = add_header(h, &oom, "Authorization", auth);
     if (ep->session_token)
-        h = add_header(h, &oom, "X-Amz-Security-Token: %s%s", ep->session_token, "");
-    h = add_header(h, &oom, "Expect:%s%s", "", "");  /* no 100-continue round trip */
+        h = add_header(h, &oom, "X-Amz-Security-Token", ep->session_token);
+    h = add_header(h, &oom, "Expect", "");  /* no 100-continue round trip */
+    sh_free(auth);
     if (oom) {
         curl_slist_free_all(h);
         sh_free(copy);

@@ -22,6 +22,9 @@ typedef struct sh_kinesis_ep_s {
  * Any thread. */
 sh_kinesis_ep_t *sh_kinesis_ep_new(const char *url, const char *region, const char *access_key,
                                    const char *secret_key, char **errmsg);
+/* Frees the endpoint and its strings (the secret wiped first). Calls read the endpoint only
+ * while sh_kinesis_call runs: it may go with calls still in flight. NULL is ignored. The
+ * owner's thread. */
 void sh_kinesis_ep_free(sh_kinesis_ep_t *ep);
 
 /* How a call ended. */
@@ -43,8 +46,10 @@ typedef struct sh_kinesis_answer_s {
 typedef void (*sh_kinesis_cb)(void *ud, const sh_kinesis_answer_t *a);
 
 /* Calls operation `op` with the JSON body (copied); cb(ud, answer) once from the loop, unless
- * the client closes first (then never). 0, or -1 (out of memory: cb is not called). Loop
- * thread. */
+ * the client closes first (then never). 0, or -1 (out of memory, or a signature that could
+ * not be made: cb is not called). ep is read only during this call. ud is not owned: it must
+ * stay valid until cb has run or the client has been closed (sh_curl_uv_close), whichever
+ * comes first. Loop thread. */
 int sh_kinesis_call(sh_curl_uv_t *c, const sh_kinesis_ep_t *ep, const char *op,
                     const char *body, long timeout_ms, sh_kinesis_cb cb, void *ud);
 

@@ -165,12 +165,16 @@ SH_EXPORT int sh_ffi_sigv4_authorization(const char *method, const char *host, c
     sh_buf_init(&key);
     /* host, x-amz-date and the token go first; a caller's header of the same name is left
      * out (these are what the request sends). */
-    hs[n].name = sh__strdup("host");
+    /* Each name is checked as it is made: the loop below compares them. */
+    if ((hs[n].name = sh__strdup("host")) == NULL)
+        goto done;
     hs[n++].value = host;
-    hs[n].name = sh__strdup("x-amz-date");
+    if ((hs[n].name = sh__strdup("x-amz-date")) == NULL)
+        goto done;
     hs[n++].value = amz_date;
     if (session_token && *session_token) {
-        hs[n].name = sh__strdup("x-amz-security-token");
+        if ((hs[n].name = sh__strdup("x-amz-security-token")) == NULL)
+            goto done;
         hs[n++].value = session_token;
     }
     for (i = 0; i < nh; i++) {
@@ -190,9 +194,6 @@ SH_EXPORT int sh_ffi_sigv4_authorization(const char *method, const char *host, c
         hs[n].name = lower;
         hs[n++].value = hvals[i];
     }
-    for (j = 0; j < n; j++)
-        if (hs[j].name == NULL)
-            goto done;
     qsort(hs, (size_t) n, sizeof *hs, cmp_header);
 
     /* The canonical request. */
@@ -233,9 +234,11 @@ SH_EXPORT int sh_ffi_sigv4_authorization(const char *method, const char *host, c
                   sig_hex);
     if (rc < 0 || (size_t) rc >= cap)
         rc = -1;
-    OPENSSL_cleanse(k1, sizeof k1);
-    OPENSSL_cleanse(k4, sizeof k4);
 done:
+    OPENSSL_cleanse(k1, sizeof k1);
+    OPENSSL_cleanse(k2, sizeof k2);
+    OPENSSL_cleanse(k3, sizeof k3);
+    OPENSSL_cleanse(k4, sizeof k4);
     for (j = 0; j < n; j++)
         sh_free(hs[j].name);
     sh_free(hs);

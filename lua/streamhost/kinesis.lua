@@ -10,8 +10,13 @@
 -- checkpointInterval, and in fact at every batch, since a coarser record would make a
 -- recovered stream read the records of completed batches again. After getOrCreate the
 -- receiver resumes after the completed positions; with the write-ahead log on, the pending
--- batches are replayed from the log and it resumes after the positions of the last batch
--- generated. Credentials are never in a checkpoint: a recovered stream takes them from the
+-- batches are replayed from the log and it resumes after the positions they reach: the
+-- completed positions merged, in batch-time order, with those of each pending batch whose log
+-- is written (source.wal_written), up to the first pending batch whose log is not (yet, or
+-- could not be) written: nothing that is in no log is skipped.
+-- A shard that starts at LATEST and has read no record yet keeps, as its position, the time
+-- its first iterator was asked for (latest, epoch ms): a recovery resumes there
+-- (AT_TIMESTAMP), so what was put while the host was down is read. Credentials are never in a checkpoint: a recovered stream takes them from the
 -- environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN).
 local ffi = require "ffi"
 local shffi = require "streamhost.ffi"
@@ -30,6 +35,8 @@ int sh_ffi_kinesis_pos_count(const sh_kinesis_pos_t *p);
 const char *sh_ffi_kinesis_pos_shard(const sh_kinesis_pos_t *p, int i);
 const char *sh_ffi_kinesis_pos_seq(const sh_kinesis_pos_t *p, int i);
 int sh_ffi_kinesis_pos_ended(const sh_kinesis_pos_t *p, int i);
+int sh_ffi_kinesis_pos_set_latest(sh_kinesis_pos_t *p, const char *shard, double latest_ms);
+double sh_ffi_kinesis_pos_latest(const sh_kinesis_pos_t *p, int i);
 typedef struct sh_kinesis_opts_s {
     const char *stream, *endpoint, *region;
     const char *access_key, *secret_key;
@@ -70,16 +77,19 @@ local function seq_after(a, b)
     return a > b
 end
 
--- Positions: shard id -> { seq = last sequence number read (or nil), ended = true|nil }.
--- Merges `from` into `into`, keeping the later position of each shard.
+-- Positions: shard id -> { seq = last sequence number read (or nil), ended = true|nil,
+-- latest = when a LATEST shard's first iterator was asked for (epoch ms, or nil) }.
+-- Merges `from` into `into`, keeping the later position of each shard (and the first LATEST
+-- time, which only counts while no record was read).
 local function merge(into, from)
     for shard, p in pairs(from) do
         local q = into[shard]
         if q == nil then
-            into[shard] = { seq = p.seq, ended = p.ended }
+            into[shard] = { seq = p.seq, ended = p.ended, latest = p.latest }
         else
             if p.seq and (q.seq == nil or seq_after(p.seq, q.seq)) then q.seq = p.seq end
             if p.ended then q.ended = true end
+            if p.latest and (q.latest == nil or p.latest < q.latest) then q.latest = p.latest end
         end
     end
     return into
@@ -96,9 +106,11 @@ local function positions_of(blobs)
     local out = {}
     for i = 0, C.sh_ffi_kinesis_pos_count(p) - 1 do
         local seq = C.sh_ffi_kinesis_pos_seq(p, i)
+        local latest = C.sh_ffi_kinesis_pos_latest(p, i)
         out[ffi.string(C.sh_ffi_kinesis_pos_shard(p, i))] = {
             seq = seq ~= nil and ffi.string(seq) or nil,
-            ended = C.sh_ffi_kinesis_pos_ended(p, i) ~= 0 or nil }
+            ended = C.sh_ffi_kinesis_pos_ended(p, i) ~= 0 or nil,
+            latest = latest > 0 and latest or nil }
     end
     C.sh_ffi_kinesis_pos_free(ffi.gc(p, nil))
     return out
@@ -133,6 +145,7 @@ local function kinesis_stream(ssc, a, decode_id, creds)
         receiver = true, location = a.endpointUrl,
         args = a, fns = { decode_id },
         batch_pos = {},      -- batch time -> positions its blocks reach (until it completes)
+        logged = {},         -- batch time -> true once the batch's write-ahead log is written
         generated = {},      -- positions after every batch generated
         completed = {},      -- positions after every batch completed
     }
@@ -144,7 +157,8 @@ local function kinesis_stream(ssc, a, decode_id, creds)
         -- was generated (the pending batches come back from the log).
         local from = self.resume or {}
         for shard, p in pairs(from) do
-            if C.sh_ffi_kinesis_pos_set(saved, shard, p.seq, p.ended and 1 or 0) ~= 0 then
+            if C.sh_ffi_kinesis_pos_set(saved, shard, p.seq, p.ended and 1 or 0) ~= 0
+                or C.sh_ffi_kinesis_pos_set_latest(saved, shard, tonumber(p.latest) or 0) ~= 0 then
                 error(self.name .. ": out of memory", 0)
             end
         end
@@ -167,12 +181,24 @@ local function kinesis_stream(ssc, a, decode_id, creds)
         local n = C.sh_ffi_kinesis_recv_reading(self.recv, ended_out, pauses_out)
         return n, ended_out[0], pauses_out[0]
     end
-    local function note(self, t, blobs)
+    local function note(self, t, blobs, logged)
         local pos = positions_of(blobs)
         if next(pos) then
             self.batch_pos[t] = pos
+            self.logged[t] = logged or nil
             merge(self.generated, pos)
         end
+    end
+    -- With the write-ahead log: what a recovery resumes after (see the top of the file).
+    local function logged_positions(self)
+        local out, times = copy(self.completed), {}
+        for t in pairs(self.batch_pos) do times[#times + 1] = t end
+        table.sort(times)
+        for _, t in ipairs(times) do
+            if not self.logged[t] then break end
+            merge(out, self.batch_pos[t])
+        end
+        return out
     end
     function source.generate(self, t, rec)
         local blobs, n = receiver.batch_blocks(self, rec)
@@ -183,16 +209,22 @@ local function kinesis_stream(ssc, a, decode_id, creds)
     end
     function source.regenerate(self, t)
         local rdd, info, blobs = receiver.from_log(self, sc, t, decode_id)
-        if rdd then note(self, t, blobs) end
+        if rdd then note(self, t, blobs, true) end  -- it came from the log
         return rdd, info
+    end
+    -- The checkpoint wrote batch t's log and the metadata naming it (ok), or could not.
+    function source.wal_written(self, t, ok)
+        if ok and self.batch_pos[t] then self.logged[t] = true end
     end
     function source.batch_completed(self, _, ok, t)
         local pos = self.batch_pos[t]
         self.batch_pos[t] = nil
+        self.logged[t] = nil
         if pos and ok then merge(self.completed, pos) end
     end
     function source.checkpoint_data(self)
-        return { app = a.kinesisAppName, completed = copy(self.completed), generated = copy(self.generated) }
+        return { app = a.kinesisAppName, completed = copy(self.completed),
+                 generated = self.wal and logged_positions(self) or copy(self.generated) }
     end
     function source.restore(self, data)
         if data.app ~= a.kinesisAppName then return end

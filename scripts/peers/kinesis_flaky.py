@@ -13,6 +13,14 @@ usual (a LATEST reader's first iterator expires before it read anything).
 With --describe it knows no ListShards (400 UnknownOperationException, as an older endpoint)
 and lists two shards with DescribeStream, one a page; each shard holds one record
 "from-SHARDID".
+With --paged ListShards lists two shards, one a page; the first NextToken it gives has expired
+when it is used (400 ExpiredNextTokenException, each time), later ones are good; each shard
+holds one record "from-SHARDID"; ListShards lines end with "next=TOKEN" when one was sent.
+With --behind it lists 12 shards whose GetRecords always answer one record and
+MillisBehindLatest 60000 (a reader far behind: it may ask again at once, the service allows 5
+GetRecords a second per shard), each answer 100 ms after the request; their request lines end
+with "it=new-SHARDID", the Limit and "inflight=N": the GetRecords being answered at once,
+this one included.
 Prints "port N" once it listens, then one line per request: OP [ShardIteratorType
 [StartingSequenceNumber]], "signed" when botocore's SigV4Auth, given the request's headers and
 the secret "secret", computes the very Authorization header it carried (else "unsigned"), and
@@ -21,6 +29,8 @@ import base64
 import datetime
 import json
 import sys
+import threading
+import time
 
 import botocore.auth
 from botocore.awsrequest import AWSRequest
@@ -110,9 +120,34 @@ class Handler(BaseHTTPRequestHandler):
         line = [op, req.get('ShardIteratorType', ''), req.get('StartingSequenceNumber', ''),
                 'at=%.3f' % req['Timestamp'] if 'Timestamp' in req else '',
                 'signed' if signed else 'unsigned', 'token=' + token if token else '']
+        if PAGED and op == 'ListShards' and 'NextToken' in req:
+            line.append('next=' + req['NextToken'])
+        if BEHIND and op == 'GetRecords':
+            with LOCK:
+                INFLIGHT[0] += 1
+                now = INFLIGHT[0]
+            line += ['it=' + req.get('ShardIterator', ''), 'limit=%s' % req.get('Limit'),
+                     'inflight=%d' % now]
         print(' '.join(x for x in line if x), flush=True)
         if DESCRIBE:
             self.describe_mode(op, req)
+        elif PAGED and op == 'ListShards':
+            shards = [dict(SHARD), dict(SHARD, ShardId='shardId-000000000001')]
+            token = req.get('NextToken')
+            if token is None:
+                with LOCK:
+                    COUNTER[0] += 1
+                    n = COUNTER[0]
+                self.answer(200, {'Shards': shards[:1], 'NextToken': 'page2-%d' % n})
+            elif token == 'page2-1':
+                self.answer(400, {'__type': 'ExpiredNextTokenException',
+                                  'message': 'The timestamp sent in the NextToken has expired'})
+            else:
+                self.answer(200, {'Shards': shards[1:]})
+        elif PAGED:
+            self.describe_mode(op, req)
+        elif BEHIND:
+            self.behind_mode(op, req)
         elif op == 'ListShards':
             self.answer(*(LIST.pop(0) if LIST else (200, {'Shards': [SHARD]})))
         elif op == 'GetShardIterator':
@@ -146,6 +181,30 @@ class Handler(BaseHTTPRequestHandler):
             self.answer(400, {'__type': 'UnknownOperationException', 'message': op})
 
 
+    def behind_mode(self, op, req):
+        shards = [dict(SHARD, ShardId='shardId-%012d' % i) for i in range(12)]
+        if op == 'ListShards':
+            self.answer(200, {'Shards': shards})
+        elif op == 'GetShardIterator':
+            self.answer(200, {'ShardIterator': 'new-' + req['ShardId']})
+        elif op == 'GetRecords':
+            with LOCK:
+                COUNTER[0] += 1
+                r = rec(COUNTER[0])
+            time.sleep(0.1)
+            with LOCK:
+                INFLIGHT[0] -= 1
+            self.answer(200, {'Records': [r], 'NextShardIterator': req['ShardIterator'],
+                              'MillisBehindLatest': 60000})
+        else:
+            self.answer(400, {'__type': 'UnknownOperationException', 'message': op})
+
+
+LOCK = threading.Lock()
+COUNTER = [0]
+INFLIGHT = [0]
+BEHIND = '--behind' in sys.argv
+PAGED = '--paged' in sys.argv
 DESCRIBE = '--describe' in sys.argv
 if '--latest-expires' in sys.argv:
     LIST.clear()

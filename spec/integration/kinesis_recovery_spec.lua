@@ -3,7 +3,8 @@
 -- records keep coming, and recovered with getOrCreate, counts every record exactly once: the
 -- receiver resumes after the shard positions of the batches that completed (and, with the
 -- write-ahead log, replays the pending batches from it), and the saved counts add up to the
--- words put, with and without the log.
+-- words put, with and without the log. A LATEST shard killed before its first record resumes
+-- at the time it started (records put while the host was down are read).
 local helpers = require "spec.helpers"
 local kh = require "spec.kinesis_helpers"
 
@@ -106,7 +107,61 @@ local function scenario(wal)
     assert(ok, why)
 end
 
+-- The newest metadata checkpoint's bytes ("" when none).
+local function newest_metadata(dir)
+    local best, num = nil, -1
+    for _, name in ipairs(helpers.glob(dir, "^metadata%-%d+$")) do
+        local n = tonumber(name:match("%d+$"))
+        if n > num then best, num = name, n end
+    end
+    return best and (helpers.read_file(dir .. "/" .. best) or "") or ""
+end
+
+-- A LATEST stream killed before its shard had any record: the shard's position is the time its
+-- first iterator was asked for, and the recovered receiver resumes there (AT_TIMESTAMP): the
+-- records put while it was down are counted, the one put before the first start is not.
+local function latest_scenario()
+    local k = kh.kinesalite()
+    local dir = helpers.tmpdir()
+    local ok, why = pcall(function()
+        os.execute("mkdir -p " .. q(dir .. "/out"))
+        k:run("create", "tip", "1")
+        k:put("tip", { { "a", "before" } })
+        local args = table.concat({ q(dir), k.endpoint, "tip", "false", "LATEST" }, " ")
+        local env = "AWS_ACCESS_KEY_ID=kinesis-spec AWS_SECRET_ACCESS_KEY=secret"
+        local h = helpers.spawn(JOB, args, env)
+        -- The shard's LATEST time is in the completed positions of the newest checkpoint (it
+        -- is named there twice: completed and generated).
+        local noted = wait_until(function()
+            local _, n = newest_metadata(dir .. "/cp"):gsub("shardId%-000000000000", "")
+            return n >= 2
+        end, 30)
+        h.signal("KILL")
+        local rc = h.exited(20)
+        local err = helpers.read_file(h.dir .. "/err") or ""
+        h.finish()
+        assert(noted, "no LATEST position was checkpointed: " .. err)
+        assert.are.equal(137, rc, err)
+        k:put("tip", { { "b", "down down" }, { "c", "down" } })
+        h = helpers.spawn(JOB, args, env)
+        local done = wait_until(function() return total((read_counts(dir))) >= 3 end, 30)
+        h.signal("TERM")
+        h.exited(20)
+        err = helpers.read_file(h.dir .. "/err") or ""
+        h.finish()
+        assert(done, "the records put while it was down were not counted: " .. err)
+        assert.matches("recovering from", err)
+        assert.are.same({ down = 3 }, (read_counts(dir)))
+    end)
+    k.quit()
+    os.execute("rm -rf " .. q(dir))
+    assert(ok, why)
+end
+
 describe("Kinesis receiver recovery", function()
+    it("a LATEST shard that read nothing resumes where it started after a SIGKILL: records put while down are counted", function()
+        latest_scenario()
+    end)
     it("counts every record once across SIGKILLs, with the write-ahead log", function()
         scenario(true)
     end)

@@ -227,6 +227,49 @@ describe("KinesisUtils.createStream (kinesalite over HTTP)", function()
         assert.is_nil(bytes:find("SECRETMARKER", 1, true))
     end)
 
+    it("with the write-ahead log, checkpoints no position past a batch whose log could not be written", function()
+        k:run("create", "unlogged", "1")
+        local WAL = "spark.streaming.receiver.writeAheadLog.enable"
+        local conf = helpers.sc()._conf
+        conf:set(WAL, "true")
+        local dir = helpers.tmpdir()
+        local ok, why = pcall(function()
+            local ssc = helpers.ssc(0.2)
+            ssc:checkpoint(dir)
+            local got = { n = 0 }
+            sh.KinesisUtils.createStream(ssc, "unlogged-app", "unlogged", k.endpoint, "us-east-1",
+                IPS.TRIM_HORIZON, 1, nil, "AKIDTEST", "secret"):foreachRDD(function(rdd)
+                    local n = rdd:count()
+                    got.n = got.n + n
+                    -- The batch holding the records fails: its positions never complete.
+                    if n > 0 then error("this batch fails on purpose", 0) end
+                end)
+            ssc:start()
+            -- The log's directory becomes a file: every log write fails.
+            local logs = helpers.glob(dir .. "/receivedData", "^%d+$")
+            assert.is_true(#logs >= 1)
+            for _, name in ipairs(logs) do
+                local d = dir .. "/receivedData/" .. name
+                os.execute("rm -rf " .. kh.q(d) .. " && touch " .. kh.q(d))
+            end
+            k:put("unlogged", { { "a", "one" }, { "b", "two" } })
+            -- The failing batch's error comes out of the wait.
+            pcall(helpers.wait_for, ssc, function() return got.n >= 2 end, 30)
+            ssc:stop(false, false)
+            assert.are.equal(2, got.n)
+            local p = io.popen("cat " .. kh.q(dir) .. "/metadata-* 2>/dev/null")
+            local bytes = p:read("*a")
+            p:close()
+            -- The source's data is in the checkpoint, but no position of the shard: its records
+            -- are in no log and no batch completed them, so a recovery must read them again.
+            assert.is_truthy(bytes:find("unlogged-app", 1, true))
+            assert.is_nil(bytes:find("shardId-000000000000", 1, true))
+        end)
+        conf:set(WAL, "false")
+        os.execute("rm -rf " .. kh.q(dir))
+        assert(ok, why)
+    end)
+
     it("applies the shipped decoder to each record's data", function()
         k:run("create", "decoded", "1")
         k:put("decoded", { { "a", "hello" }, { "b", "world" } })
