@@ -12,21 +12,29 @@ local sh = require "streamhost"
 local helpers = require "spec.helpers"
 local kh = require "spec.kinesis_helpers"
 
+-- A context of 0.2 s batches with a Kinesis stream of the flaky endpoint f (args: app name,
+-- stream, region, initial position, and optionally the two keys), its records collected into
+-- got and its receiver errors into errors; not started.
+local function collecting(f, app, stream, region, position, key, secret)
+    local got, errors = {}, {}
+    local l = sh.StreamingListener()
+    function l.onReceiverError(_, info) errors[#errors + 1] = info.receiverInfo.lastErrorMessage end
+    local ssc = helpers.ssc(0.2)
+    ssc:addStreamingListener(l)
+    local d = sh.KinesisUtils.createStream(ssc, app, stream, f.endpoint, region, position, 1, nil, key, secret)
+    d:foreachRDD(function(rdd)
+        local recs = rdd:collect()
+        for i = 1, #recs do got[#got + 1] = recs[i] end
+    end)
+    return ssc, got, errors
+end
+
 describe("Kinesis receiver errors (a flaky endpoint over HTTP)", function()
     it("retries with backoff, loses and repeats nothing, reports each error", function()
         local f = kh.flaky()
         local ok, why = pcall(function()
-            local errors, got = {}, {}
-            local l = sh.StreamingListener()
-            function l.onReceiverError(_, info) errors[#errors + 1] = info.receiverInfo.lastErrorMessage end
-            local ssc = helpers.ssc(0.2)
-            ssc:addStreamingListener(l)
-            local d = sh.KinesisUtils.createStream(ssc, "flaky-app", "flaky", f.endpoint, "us-east-1",
-                sh.InitialPositionInStream.TRIM_HORIZON, 1, nil, "AKIDFLAKY", "secret")
-            d:foreachRDD(function(rdd)
-                local recs = rdd:collect()
-                for i = 1, #recs do got[#got + 1] = recs[i] end
-            end)
+            local ssc, got, errors = collecting(f, "flaky-app", "flaky", "us-east-1",
+                sh.InitialPositionInStream.TRIM_HORIZON, "AKIDFLAKY", "secret")
             ssc:start()
             helpers.wait_for(ssc, function() return #got >= 7 end, 30)
             -- A little longer: a record read twice would show.
@@ -69,14 +77,7 @@ describe("Kinesis receiver errors (a flaky endpoint over HTTP)", function()
         local token = "session/token+1=" .. string.rep("Zm9vYmFy", 750)
         ffi.C.setenv("AWS_SESSION_TOKEN", token, 1)
         local ok, why = pcall(function()
-            local got = {}
-            local ssc = helpers.ssc(0.2)
-            local d = sh.KinesisUtils.createStream(ssc, "old-app", "old", f.endpoint, "us-west-2",
-                sh.InitialPositionInStream.TRIM_HORIZON, 1)
-            d:foreachRDD(function(rdd)
-                local recs = rdd:collect()
-                for i = 1, #recs do got[#got + 1] = recs[i] end
-            end)
+            local ssc, got = collecting(f, "old-app", "old", "us-west-2", sh.InitialPositionInStream.TRIM_HORIZON)
             ssc:start()
             helpers.wait_for(ssc, function() return #got >= 2 end, 20)
             ssc:stop(false, false)
@@ -97,17 +98,8 @@ describe("Kinesis receiver errors (a flaky endpoint over HTTP)", function()
     it("an expired NextToken of ListShards: the listing starts again from the first page", function()
         local f = kh.flaky("paged")
         local ok, why = pcall(function()
-            local got, errors = {}, {}
-            local l = sh.StreamingListener()
-            function l.onReceiverError(_, info) errors[#errors + 1] = info.receiverInfo.lastErrorMessage end
-            local ssc = helpers.ssc(0.2)
-            ssc:addStreamingListener(l)
-            local d = sh.KinesisUtils.createStream(ssc, "paged-app", "paged", f.endpoint, "us-east-1",
-                sh.InitialPositionInStream.TRIM_HORIZON, 1, nil, "AKIDPAGED", "secret")
-            d:foreachRDD(function(rdd)
-                local recs = rdd:collect()
-                for i = 1, #recs do got[#got + 1] = recs[i] end
-            end)
+            local ssc, got, errors = collecting(f, "paged-app", "paged", "us-east-1",
+                sh.InitialPositionInStream.TRIM_HORIZON, "AKIDPAGED", "secret")
             ssc:start()
             helpers.wait_for(ssc, function() return #got >= 2 end, 20)
             ssc:stop(false, false)
@@ -124,14 +116,8 @@ describe("Kinesis receiver errors (a flaky endpoint over HTTP)", function()
     it("a LATEST iterator that expires before any record: the next starts when the first was asked for", function()
         local f = kh.flaky("latest-expires")
         local ok, why = pcall(function()
-            local got = {}
-            local ssc = helpers.ssc(0.2)
-            local d = sh.KinesisUtils.createStream(ssc, "latest-app", "flaky", f.endpoint, "us-east-1",
-                sh.InitialPositionInStream.LATEST, 1, nil, "AKIDLATEST", "secret")
-            d:foreachRDD(function(rdd)
-                local recs = rdd:collect()
-                for i = 1, #recs do got[#got + 1] = recs[i] end
-            end)
+            local ssc, got = collecting(f, "latest-app", "flaky", "us-east-1", sh.InitialPositionInStream.LATEST,
+                "AKIDLATEST", "secret")
             local before = require("streamhost.ffi").C.sh_ffi_now()
             ssc:start()
             helpers.wait_for(ssc, function() return #got >= 1 end, 20)
