@@ -128,6 +128,32 @@ function M.sleep(seconds)
     require("streamhost.loop").sleep(seconds)
 end
 
+-- What the batches of a word count saved with saveAsTextFiles(dir .. "/counts") hold: their
+-- batch times (sorted), the words counted in all of them ({"word", n} lines summed), and the
+-- names of the directories that are not complete (no _SUCCESS).
+function M.saved_counts(dir)
+    local times, sums, incomplete = {}, {}, {}
+    for _, name in ipairs(M.glob(dir, "^counts%-%d+$")) do
+        times[#times + 1] = tonumber(name:match("%d+"))
+        local path = dir .. "/" .. name
+        if not M.read_file(path .. "/_SUCCESS") then incomplete[#incomplete + 1] = name end
+        for _, part in ipairs(M.glob(path, "^part%-")) do
+            for w, n in (M.read_file(path .. "/" .. part) or ""):gmatch('{"(%S+)", (%d+)}') do
+                sums[w] = (sums[w] or 0) + tonumber(n)
+            end
+        end
+    end
+    table.sort(times)
+    return times, sums, incomplete
+end
+
+-- The sum of a table's values (the words in saved_counts' sums).
+function M.total(sums)
+    local n = 0
+    for _, v in pairs(sums) do n = n + v end
+    return n
+end
+
 -- A string quoted for sh (single quotes).
 function M.q(s)
     return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
@@ -152,41 +178,62 @@ function M.wait_for(ssc, cond, timeout)
     return cond() and true or false
 end
 
--- Starts scripts/peers/line_server (build/peers/line_server) on 127.0.0.1:port (0 or nil: an
--- ephemeral port). Returns a peer with .port, :cmd(line) (accept, send TEXT, sendraw HEX,
--- repeat N TEXT, close, sleep MS) and :quit() (bounded: the process is ended, never waited for).
-function M.line_server(port)
+-- Starts a test peer: the shell command `command` (exec'd; its stdout, and with
+-- opts.stderr its stderr too, to a file) with a pipe to its stdin, and waits up to
+-- opts.seconds (10) until its output matches `ready`. Returns the peer, with .pid, .out (the
+-- output file), :write(line) (to its stdin), :output() and :quit() (kills it, removes the
+-- file), and the first capture of `ready`; raises "<what> did not start: ..." (naming the
+-- output) when it does not get there.
+function M.start_peer(what, command, ready, opts)
+    opts = opts or {}
     local C = require("streamhost.ffi").C
     local out = os.tmpname()
     local pidfile = out .. ".pid"
-    local pipe = assert(io.popen(string.format("echo $$ > %s; exec build/peers/line_server %d > %s",
-        pidfile, port or 0, out), "w"))
+    local pipe = assert(io.popen(string.format("echo $$ > %s; exec %s > %s%s", pidfile, command, out,
+        opts.stderr and " 2>&1" or ""), "w"))
     local peer = { out = out }
-    local deadline = C.sh_ffi_now() + 5
+    local deadline = C.sh_ffi_now() + (opts.seconds or 10)
+    local found
     repeat
-        local text = M.read_file(out) or ""
-        peer.port = tonumber(text:match("PORT (%d+)"))
-        if not peer.port then M.sleep(0.01) end
-    until peer.port or C.sh_ffi_now() > deadline
+        found = (M.read_file(out) or ""):match(ready)
+        if not found then M.sleep(0.01) end
+    until found or C.sh_ffi_now() > deadline
     peer.pid = tonumber((M.read_file(pidfile) or ""):match("%d+"))
     os.remove(pidfile)
-    function peer.cmd(_, line)
+    function peer.output() return M.read_file(out) or "" end
+    function peer.write(_, line)
         pipe:write(line, "\n")
         pipe:flush()
     end
     function peer.quit()
         if not pipe then return end
-        pcall(peer.cmd, peer, "quit")
-        -- It may be blocked in accept or sleep: end it. It is not reaped before the close
-        -- below, so the pid is still its own.
+        -- It is not reaped before the close below, so the pid is still its own.
         if peer.pid then os.execute("kill " .. peer.pid .. " 2>/dev/null") end
         pcall(pipe.close, pipe)
         pipe = nil
         os.remove(out)
     end
-    if not peer.port then
+    if not found then
+        local text = peer.output()
         peer.quit()
-        error("line_server did not print its port (is build/peers/line_server built?)", 2)
+        error(what .. " did not start: " .. text, 3)
+    end
+    return peer, found
+end
+
+-- Starts scripts/peers/line_server (build/peers/line_server) on 127.0.0.1:port (0 or nil: an
+-- ephemeral port). Returns a peer with .port, :cmd(line) (accept, send TEXT, sendraw HEX,
+-- repeat N TEXT, close, sleep MS) and :quit() (bounded: the process is ended, never waited for).
+function M.line_server(port)
+    local peer, found = M.start_peer("line_server (is build/peers/line_server built?)",
+        "build/peers/line_server " .. (port or 0), "PORT (%d+)", { seconds = 5 })
+    peer.port = tonumber(found)
+    peer.cmd = peer.write
+    local kill = peer.quit
+    function peer.quit()
+        -- Asked first; it may be blocked in accept or sleep, so it is then ended.
+        pcall(peer.cmd, peer, "quit")
+        kill()
     end
     return peer
 end
@@ -197,27 +244,18 @@ end
 -- program), :produce(topic, lines, opts) and :quit().
 function M.kafka_mock(topics, brokers)
     local C = require("streamhost.ffi").C
-    local out = os.tmpname()
-    local pidfile = out .. ".pid"
-    local pipe = assert(io.popen(string.format("echo $$ > %s; exec build/peers/kafka_mock -b %d %s > %s",
-        pidfile, brokers or 1, table.concat(topics, " "), out), "w"))
-    local k = { out = out }
-    local deadline = C.sh_ffi_now() + 10
-    repeat
-        k.bootstrap = (M.read_file(out) or ""):match("BOOTSTRAP (%S+)")
-        if not k.bootstrap then M.sleep(0.01) end
-    until k.bootstrap or C.sh_ffi_now() > deadline
-    k.pid = tonumber((M.read_file(pidfile) or ""):match("%d+"))
-    os.remove(pidfile)
+    local k, bootstrap = M.start_peer("kafka_mock (is build/peers/kafka_mock built?)",
+        string.format("build/peers/kafka_mock -b %d %s", brokers or 1, table.concat(topics, " ")),
+        "BOOTSTRAP (%S+)")
+    k.bootstrap = bootstrap
     local acks = 0
     -- Runs a command and waits until the program has done it.
     function k.cmd(_, line)
-        pipe:write(line, "\n")
-        pipe:flush()
+        k:write(line)
         acks = acks + 1
         local until_t = C.sh_ffi_now() + 10
         repeat
-            local _, n = (M.read_file(out) or ""):gsub("\nOK ", "")
+            local _, n = k.output():gsub("\nOK ", "")
             if n >= acks then return end
             M.sleep(0.01)
         until C.sh_ffi_now() > until_t
@@ -242,17 +280,6 @@ function M.kafka_mock(topics, brokers)
         local ok = p:close()
         os.remove(file)
         if not ok then error("kcat could not produce to " .. topic .. ": " .. msg, 2) end
-    end
-    function k.quit()
-        if not pipe then return end
-        if k.pid then os.execute("kill " .. k.pid .. " 2>/dev/null") end
-        pcall(pipe.close, pipe)
-        pipe = nil
-        os.remove(out)
-    end
-    if not k.bootstrap then
-        k.quit()
-        error("kafka_mock did not print its bootstrap servers (is build/peers/kafka_mock built?)", 2)
     end
     return k
 end

@@ -67,22 +67,8 @@ local function same_counts(a, b)
 end
 
 -- The output directories: their batch times in order, the words counted in all of them, and
--- the names of those that are not complete (no _SUCCESS).
-local function read_outputs(dir)
-    local times, sums, incomplete = {}, {}, {}
-    for _, name in ipairs(helpers.glob(dir .. "/out", "^counts%-%d+$")) do
-        times[#times + 1] = tonumber(name:match("%d+"))
-        local path = dir .. "/out/" .. name
-        if not helpers.read_file(path .. "/_SUCCESS") then incomplete[#incomplete + 1] = name end
-        for _, part in ipairs(helpers.glob(path, "^part%-")) do
-            for w, n in (helpers.read_file(path .. "/" .. part) or ""):gmatch('{"(%S+)", (%d+)}') do
-                sums[w] = (sums[w] or 0) + tonumber(n)
-            end
-        end
-    end
-    table.sort(times)
-    return times, sums, incomplete
-end
+-- the names of those that are not complete.
+local function read_outputs(dir) return helpers.saved_counts(dir .. "/out") end
 
 -- Whether the batch times follow each other every 200 ms, none missing, none twice.
 local function contiguous(times)
