@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <zlib.h>
+#include <uv.h>
 
 #include "sh_blob.h"
 #include "sh_buf.h"
@@ -120,6 +121,9 @@ int sh_flume_stream_frame(sh_flume_stream_t *s, uint32_t *serial, sh_buf_t *msg,
                           size_t errlen);
 /* Bytes received and not taken as frames yet (plain and still compressed). */
 size_t sh_flume_stream_pending(const sh_flume_stream_t *s);
+/* libuv's read allocator for Flume connections: a new 64 KiB buffer the read callback frees
+ * (sh_free); len 0 when out of memory. Loop thread. */
+void sh_flume_alloc_read(uv_handle_t *h, size_t hint, uv_buf_t *buf);
 /* Lets go of a connection's per-request buffer when a large request made it grow past 1 MiB,
  * so that an idle connection holds little. The buffer's owner's thread. */
 void sh_flume_buf_trim(sh_buf_t *b);

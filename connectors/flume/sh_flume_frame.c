@@ -1,6 +1,6 @@
 /* sh_flume_frame.c: one Flume connection's byte stream: Avro's Netty transport framing (serial,
  * buffer count, length-prefixed buffers, all big-endian), the optional zlib stream both ways
- * (Flume's NettyServer with compression). */
+ * (Flume's NettyServer with compression), and the read buffers of its connections. */
 #include "sh_flume.h"
 #include "sh_common.h"
 
@@ -41,6 +41,16 @@ void sh_flume_stream_free(sh_flume_stream_t *s)
 size_t sh_flume_stream_pending(const sh_flume_stream_t *s)
 {
     return (s->len - s->head) + (s->zlen - s->zhead);
+}
+
+#define READ_BYTES ((size_t) 64 << 10)
+
+void sh_flume_alloc_read(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+    (void) h;
+    (void) hint;
+    buf->base = sh_malloc(READ_BYTES);
+    buf->len = buf->base ? READ_BYTES : 0;
 }
 
 void sh_flume_buf_trim(sh_buf_t *b)

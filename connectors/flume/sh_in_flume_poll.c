@@ -15,7 +15,6 @@
 #include <uv.h>
 
 #define SH_EXPORT __attribute__((visibility("default")))
-#define READ_BYTES ((size_t) 64 << 10)
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 2000
 #define EMPTY_WAIT_MS 50      /* a sink with nothing to give is asked again after this */
@@ -81,6 +80,17 @@ static void on_retry(uv_timer_t *t)
     start_connect(t->data);
 }
 
+/* Frees the receiver's arrays and itself (any of them may be NULL: a failed open). */
+static void free_poll(sh_flume_poll_t *p)
+{
+    sh_free(p->conns);
+    sh_free(p->addrs);
+    sh_free(p->names);
+    sh_free(p->down);
+    sh_free(p->erring);
+    sh_free(p);
+}
+
 static void maybe_free(sh_flume_poll_t *p)
 {
     int i;
@@ -96,12 +106,7 @@ static void maybe_free(sh_flume_poll_t *p)
         sh_buf_close(&c->req_args);
     }
     sh_events_clear(&p->events);
-    sh_free(p->conns);
-    sh_free(p->addrs);
-    sh_free(p->names);
-    sh_free(p->down);
-    sh_free(p->erring);
-    sh_free(p);
+    free_poll(p);
 }
 
 static void on_handle_closed(uv_handle_t *h)
@@ -324,14 +329,6 @@ static void got_response(pconn_t *c)
     }
 }
 
-static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
-{
-    (void) h;
-    (void) hint;
-    buf->base = sh_malloc(READ_BYTES);
-    buf->len = buf->base ? READ_BYTES : 0;
-}
-
 static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 {
     pconn_t *c = st->data;
@@ -379,7 +376,7 @@ static void on_connect(uv_connect_t *req, int status)
     c->handshaken = 0;
     c->send_protocol = 0;
     uv_tcp_nodelay(&c->tcp, 1);
-    uv_read_start((uv_stream_t *) &c->tcp, on_alloc, on_read);
+    uv_read_start((uv_stream_t *) &c->tcp, sh_flume_alloc_read, on_read);
     next_batch(c);
 }
 
@@ -438,13 +435,8 @@ SH_EXPORT sh_flume_poll_t *sh_ffi_flume_poll_open(sh_host_t *h, sh_sched_t *sche
         (p->names = sh_calloc((size_t) n, sizeof *p->names)) == NULL ||
         (p->down = sh_calloc((size_t) n, 1)) == NULL || (p->erring = sh_calloc((size_t) n, 1)) == NULL ||
         (p->conns = sh_calloc((size_t) n * (size_t) parallelism, sizeof *p->conns)) == NULL) {
-        if (p) {
-            sh_free(p->addrs);
-            sh_free(p->names);
-            sh_free(p->down);
-            sh_free(p->erring);
-            sh_free(p);
-        }
+        if (p)
+            free_poll(p);
         *errmsg = sh__strdup("out of memory");
         return NULL;
     }
@@ -460,12 +452,7 @@ SH_EXPORT sh_flume_poll_t *sh_ffi_flume_poll_open(sh_host_t *h, sh_sched_t *sche
         if ((rc = getaddrinfo(hosts[i], port, &hints, &ai)) != 0 || ai == NULL) {
             snprintf(buf, sizeof buf, "cannot resolve sink %s: %s", p->names[i], gai_strerror(rc));
             *errmsg = sh__strdup(buf);
-            sh_free(p->conns);
-            sh_free(p->addrs);
-            sh_free(p->names);
-            sh_free(p->down);
-            sh_free(p->erring);
-            sh_free(p);
+            free_poll(p);
             return NULL;
         }
         memcpy(&p->addrs[i], ai->ai_addr, ai->ai_addrlen);

@@ -14,7 +14,6 @@
 #include <uv.h>
 
 #define SH_EXPORT __attribute__((visibility("default")))
-#define READ_BYTES ((size_t) 64 << 10)
 
 enum { STATUS_OK = 0, STATUS_FAILED = 1 };
 
@@ -267,14 +266,6 @@ static int handle_request(conn_t *c, uint32_t serial)
     return 0;
 }
 
-static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
-{
-    (void) h;
-    (void) hint;
-    buf->base = sh_malloc(READ_BYTES);
-    buf->len = buf->base ? READ_BYTES : 0;
-}
-
 static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 {
     conn_t *c = st->data;
@@ -315,7 +306,7 @@ static void set_reading(conn_t *c, int on)
         return;
     c->reading = on;
     if (on)
-        uv_read_start((uv_stream_t *) &c->tcp, on_alloc, on_read);
+        uv_read_start((uv_stream_t *) &c->tcp, sh_flume_alloc_read, on_read);
     else
         uv_read_stop((uv_stream_t *) &c->tcp);
 }
