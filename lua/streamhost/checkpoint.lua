@@ -261,7 +261,6 @@ end
 
 function Checkpointer:metadata()
     local ssc = self.ssc
-    self:repack()
     local sources = {}
     for _, d in ipairs(ssc._inputs) do
         local s = d._source
@@ -284,6 +283,7 @@ end
 -- t: the batch time the metadata is written for (generated or completed); logged: the write-
 -- ahead log entries of batch t whose sources hear when this is written (see generated).
 function Checkpointer:write_metadata(t, logged)
+    self:repack()
     self.seq = self.seq + 1
     local j = new_job(self.dir, META .. self.seq, self:metadata())
     C.sh_ffi_ckpt_job_keep_newest(j, META, KEEP_META)
