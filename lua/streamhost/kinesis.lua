@@ -224,7 +224,7 @@ local function kinesis_stream(ssc, a, decode_id, creds)
     end
     function source.checkpoint_data(self)
         return { app = a.kinesisAppName, completed = copy(self.completed),
-                 generated = self.wal and logged_positions(self) or nil }  -- read back only with the log
+                 generated = self.wal and logged_positions(self) or copy(self.generated) }
     end
     function source.restore(self, data)
         if data.app ~= a.kinesisAppName then return end
